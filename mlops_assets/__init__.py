@@ -1,0 +1,1 @@
+"""mlops_assets: a declarative MLOps platform built as one Dagster asset graph."""

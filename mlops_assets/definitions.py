@@ -1,0 +1,27 @@
+"""The one Definitions object of the code location, assembled lazily.
+
+`dagster dev`, `dagster asset materialize -m mlops_assets.definitions` and `dg` call `defs()`.
+Heavy libraries are imported inside the asset bodies, never here. The profile (MLOPS_PROFILE:
+`local`, the default, or `production`) is read when the definitions are built, not at import.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import dagster as dg
+
+
+@functools.cache
+def build_definitions(profile: str | None = None) -> dg.Definitions:
+    from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
+    from mlops_assets.lib.resources import build_resources
+    from mlops_assets.lib.settings import load_settings
+
+    settings = load_settings() if profile is None else load_settings({"MLOPS_PROFILE": profile})
+    return dg.Definitions.merge(ingestion(), dg.Definitions(resources=build_resources(settings)))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

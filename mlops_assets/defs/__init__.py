@@ -1,0 +1,1 @@
+"""One folder per stage of the graph; each exposes `build_*` functions that return its definitions."""

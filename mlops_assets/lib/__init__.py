@@ -1,0 +1,1 @@
+"""Stage-neutral helpers: settings, storage, calendars. Cheap to import (no heavy libraries)."""

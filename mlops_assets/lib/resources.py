@@ -1,0 +1,46 @@
+"""The resources of each profile. Same keys, same interfaces; only the implementation differs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.lib.settings import Settings
+from mlops_assets.lib.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+
+S3_BUCKET_ENV = "MLOPS_S3_BUCKET"
+S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
+S3_REGION_ENV = "AWS_REGION"
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    if settings.profile == "local":
+        return {
+            "landing_zone": LocalObjectStore(root=str(settings.landing_dir)),
+            "lake": LocalObjectStore(root=str(settings.lake_dir)),
+        }
+    return _production_resources()
+
+
+def _production_resources() -> dict[str, Any]:
+    from dagster_aws.s3 import S3Resource
+
+    # Optional settings are looked up here, when the definitions are built; secrets (AWS keys)
+    # stay with boto3's own chain and never pass through our config.
+    s3 = S3Resource(
+        endpoint_url=dg.EnvVar(S3_ENDPOINT_ENV) if os.environ.get(S3_ENDPOINT_ENV) else None,
+        region_name=dg.EnvVar(S3_REGION_ENV) if os.environ.get(S3_REGION_ENV) else "us-east-1",
+    )
+    bucket = dg.EnvVar(S3_BUCKET_ENV)
+    return {
+        "landing_zone": S3ObjectStore(s3=s3, bucket=bucket, prefix="landing"),
+        "lake": S3ObjectStore(s3=s3, bucket=bucket, prefix="lake"),
+    }
+
+
+def resolve_store(store: ObjectStore) -> ObjectStore:
+    """A resource outside a run (CLI, benchmarks): resolve EnvVars and nested resources."""
+    with dg.build_resources({"store": store}) as built:
+        return built.store

@@ -1,0 +1,32 @@
+"""A plain-text account of what the lake holds: rows stored and quarantined per table."""
+
+from __future__ import annotations
+
+from mlops_assets.lib.storage import ObjectStore
+
+
+def lake_summary(lake: ObjectStore) -> list[str]:
+    import pyarrow.parquet as pq
+
+    lines = [
+        f"lake: {lake.uri('')}",
+        f"{'table':<10} {'partitions':>10} {'rows stored':>12} {'quarantined':>12}",
+    ]
+    raw = [o for o in lake.list_objects("raw/") if o.key.endswith(".parquet")]
+    for table in ("airlines", "airports", "planes", "flights", "weather"):
+        stored = [o for o in raw if o.key == f"raw/{table}.parquet" or o.key.startswith(f"raw/{table}/")]
+        rows = sum(_row_count(lake, o.key, pq) for o in stored)
+        rejected = [o for o in lake.list_objects(f"quarantine/{table}/rows/") if o.key.endswith(".parquet")]
+        quarantined = sum(_row_count(lake, o.key, pq) for o in rejected)
+        files = len(
+            [o for o in lake.list_objects(f"quarantine/{table}/files/") if o.key.endswith("reason.json")]
+        )
+        extra = f"  (+{files} whole file(s))" if files else ""
+        lines.append(f"{table:<10} {len(stored):>10} {rows:>12} {quarantined:>12}{extra}")
+    return lines
+
+
+def _row_count(lake: ObjectStore, key: str, pq) -> int:
+    import io
+
+    return pq.ParquetFile(io.BytesIO(lake.read_bytes(key))).metadata.num_rows
