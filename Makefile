@@ -1,0 +1,43 @@
+# The two quick-start commands are `make demo` and `make test`; both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export MLOPS_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
+export GX_ANALYTICS_ENABLED ?= false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test ui lint bench clean
+
+# Reinstalls only when pyproject.toml changes, so a second call starts working at once.
+# torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+	@mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/local/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+demo: setup
+	$(BIN)/mlops demo $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(ARGS)
+
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/ingestion_bench.py $(ARGS)
+
+clean:
+	rm -rf data

@@ -1,0 +1,146 @@
+"""The landing-zone sensor: new file, same file again, changed file, temporary file, restart.
+
+The restart test runs the daemon's own sensor iteration against an on-disk instance twice, each time
+with a fresh code server, so the cursor it relies on is the one Dagster persisted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.defs.ingestion.sensors import FILE_TAG, SENSOR_NAME, VERSION_TAG, build_landing_zone_sensor
+from mlops_assets.lib.calendar import daily_partitions
+
+
+@pytest.fixture
+def sensor() -> dg.SensorDefinition:
+    return build_landing_zone_sensor(set(daily_partitions().get_partition_keys()))
+
+
+def tick(sensor, landing, cursor: str | None = None):
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"landing_zone": landing}
+        )
+        return sensor(context), context
+
+
+def test_new_files_become_one_run_each_with_path_and_version_run_keys(sensor, replayed):
+    landing, _ = replayed
+    result, _ = tick(sensor, landing)
+    by_file = {r.tags[FILE_TAG]: r for r in result.run_requests}
+    assert set(by_file) == {
+        "reference/airlines.csv", "reference/airports.csv", "reference/planes.csv",
+        *(f"{t}/2013-01-0{d}.csv" for t in ("flights", "weather") for d in (1, 2, 3)),
+    }  # fmt: skip
+    flights = by_file["flights/2013-01-02.csv"]
+    version = landing.head("flights/2013-01-02.csv").version
+    assert flights.run_key == f"flights/2013-01-02.csv@{version}" and flights.tags[VERSION_TAG] == version
+    assert flights.partition_key == "2013-01-02"
+    assert flights.asset_selection == [dg.AssetKey(["raw", "flights"])]
+    # Reference tables come first: flights are validated against the carriers they hold.
+    assert [r.tags[FILE_TAG] for r in result.run_requests][:3] == [
+        "reference/airlines.csv",
+        "reference/airports.csv",
+        "reference/planes.csv",
+    ]
+    assert (
+        json.loads(result.cursor)["weather/2013-01-03.csv"] == landing.head("weather/2013-01-03.csv").version
+    )
+
+
+def test_same_files_again_request_nothing(sensor, replayed):
+    landing, _ = replayed
+    first, _ = tick(sensor, landing)
+    second, _ = tick(sensor, landing, cursor=first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    assert "no new files among 9" in second.skip_message
+
+
+def test_changed_file_reingests_only_its_partition(sensor, replayed):
+    landing, _ = replayed
+    first, _ = tick(sensor, landing)
+    body = landing.read_bytes("weather/2013-01-02.csv")
+    landing.write_bytes(
+        "weather/2013-01-02.csv", body.replace(b"\n", b"\n", 1) + b""
+    )  # same bytes, new write
+    landing.write_bytes("weather/2013-01-02.csv", body.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n")  # corrected
+    second, _ = tick(sensor, landing, cursor=first.cursor)
+    (request,) = second.run_requests
+    assert request.partition_key == "2013-01-02" and request.asset_selection == [
+        dg.AssetKey(["raw", "weather"])
+    ]
+    old = next(r for r in first.run_requests if r.tags[FILE_TAG] == "weather/2013-01-02.csv")
+    assert request.run_key != old.run_key
+
+
+def test_files_still_being_written_and_unknown_files_are_ignored(sensor, stores):
+    landing, _ = stores
+    root = Path(landing.root)
+    (root / "flights").mkdir(parents=True)
+    (root / "flights" / ".2013-01-04.csv.tmp-1f2e").write_text("year,month\n")
+    (root / "flights" / "2013-01-04.csv.part").write_text("year,month\n")
+    (root / "flights" / "_COPYING_2013-01-04.csv").write_text("year,month\n")
+    (root / "flights" / "2014-01-01.csv").write_text("year,month\n")  # outside the partitions
+    (root / "notes.txt").write_text("hello")
+    result, _ = tick(sensor, landing)
+    assert isinstance(result, dg.SkipReason)
+    landing.write_bytes("flights/2013-01-04.csv", b"year,month\n")  # the finished file
+    result, _ = tick(sensor, landing)
+    assert [r.partition_key for r in result.run_requests] == ["2013-01-04"]
+
+
+@pytest.mark.slow
+def test_cursor_survives_a_daemon_restart(replayed, tmp_path, monkeypatch):
+    from dagster._core.instance_for_test import instance_for_test
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    landing, _ = replayed
+    # The code server the daemon starts builds its own resources from the profile settings.
+    monkeypatch.setenv("MLOPS_HOME", str(Path(landing.root).parent))
+    target = ModuleTarget(
+        module_name="mlops_assets.definitions", attribute="defs",
+        working_directory=str(Path(__file__).parents[1]), location_name="mlops_assets",
+    )  # fmt: skip
+    overrides = {"run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}}
+    logger = logging.getLogger("sensor-test")
+
+    clock = [time.time()]
+
+    def daemon_lifetime(instance) -> str:
+        """One daemon start: a fresh code server, one sensor iteration; returns that tick's status."""
+        clock[0] += 60  # past the sensor's minimum interval, so the daemon really evaluates it
+        with freeze_time(clock[0]), create_test_daemon_workspace_context(target, instance) as context:
+            list(execute_sensor_iteration(context, logger, None, None))
+        (state,) = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+        latest = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)[0]
+        return latest.status.value
+
+    (tmp_path / "dagster_home").mkdir()
+    with instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster_home")) as instance:
+        assert daemon_lifetime(instance) == "SUCCESS"
+        first_runs = instance.get_runs()
+        assert len(first_runs) == 9
+        assert {r.tags[FILE_TAG] for r in first_runs} >= {"flights/2013-01-01.csv", "weather/2013-01-03.csv"}
+
+        # A restarted daemon: new code server, the cursor read back from the instance.
+        assert daemon_lifetime(instance) == "SKIPPED"
+        assert len(instance.get_runs()) == 9
+        (state,) = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+        assert "flights/2013-01-03.csv" in json.loads(state.instigator_data.cursor)
+
+        body = landing.read_bytes("flights/2013-01-03.csv")
+        landing.write_bytes("flights/2013-01-03.csv", body.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n")
+        assert daemon_lifetime(instance) == "SUCCESS"
+        runs = instance.get_runs()
+        assert len(runs) == 10
+        assert runs[0].tags[FILE_TAG] == "flights/2013-01-03.csv"
+        assert runs[0].tags["dagster/partition"] == "2013-01-03"
