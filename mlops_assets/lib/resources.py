@@ -12,7 +12,7 @@ from mlops_assets.lib.storage import LocalObjectStore, ObjectStore, S3ObjectStor
 
 S3_BUCKET_ENV = "MLOPS_S3_BUCKET"
 S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
-S3_REGION_ENV = "AWS_REGION"
+REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -29,9 +29,10 @@ def _production_resources() -> dict[str, Any]:
 
     # Optional settings are looked up here, when the definitions are built; secrets (AWS keys)
     # stay with boto3's own chain and never pass through our config.
+    region = next((dg.EnvVar(name) for name in REGION_ENVS if os.environ.get(name)), "us-east-1")
     s3 = S3Resource(
         endpoint_url=dg.EnvVar(S3_ENDPOINT_ENV) if os.environ.get(S3_ENDPOINT_ENV) else None,
-        region_name=dg.EnvVar(S3_REGION_ENV) if os.environ.get(S3_REGION_ENV) else "us-east-1",
+        region_name=region,
     )
     bucket = dg.EnvVar(S3_BUCKET_ENV)
     return {
