@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mlops_assets.defs.ingestion.contracts import LOCAL_TZ, TableContract
-from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN
+from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN, calendar_dates
 
 # The element types GX observes for each contract dtype of our stored frames.
 GX_TYPES = {"int": "int64", "float": "float64", "str": "str", "timestamp": "Timestamp"}
@@ -81,11 +81,8 @@ def witness_columns(contract: TableContract) -> list[str]:
 
 def with_partition_witnesses(frame: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
     """Add the dates the partition expectations compare (derived from the row, never from its key)."""
-    year, month, day = contract.partition_date_columns  # type: ignore[misc]
     out = frame.copy()
-    calendar = pd.to_datetime(
-        {"year": frame[year], "month": frame[month], "day": frame[day]}, errors="coerce"
-    )
+    calendar = calendar_dates(frame, contract)
     out[CALENDAR_DATE] = calendar.dt.strftime("%Y-%m-%d").astype("string")
     if contract.partition_timestamp:
         local = frame[contract.partition_timestamp].dt.tz_convert(LOCAL_TZ)

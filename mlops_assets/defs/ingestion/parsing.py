@@ -7,6 +7,7 @@ message names the file, the line and the column. Such a file is quarantined whol
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -66,9 +67,9 @@ def read_landed_csv(data: bytes, source: str, contract: TableContract) -> RawTab
             if not fields:
                 raise UnreadableFile(source, line, "-", "blank line inside the file")
             if len(fields) != expected:
-                raise UnreadableFile(
-                    source, line, _column_at(header, len(fields)), _field_count_problem(len(fields), expected)
-                )
+                # Name the column where the row stops matching the header: first missing or first extra.
+                column = _column_at(header, min(len(fields), expected))
+                raise UnreadableFile(source, line, column, _field_count_problem(len(fields), expected))
             rows.append([fields[i] for i in order])
             lines.append(line)
     except csv.Error as error:
@@ -77,6 +78,9 @@ def read_landed_csv(data: bytes, source: str, contract: TableContract) -> RawTab
 
 
 def _decode(data: bytes, source: str) -> str:
+    # A byte-order mark is how some exporters say "UTF-8"; it is not part of the first column's name.
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -104,6 +104,7 @@ def validate_rows(
     return ValidatedTable(accepted=accepted, quarantined=quarantined)
 
 
+_ZONED = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
 _INTEGER = r"^[-+]?[0-9]+(\.0*)?$"
 _NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
@@ -119,16 +120,28 @@ def _typed_column(values: pd.Series, column: Column, reasons: _Reasons) -> pd.Se
     if column.dtype == "str":
         return pd.Series(pc.if_else(pa.array(is_null), None, trimmed).to_pandas(), dtype="string")
     if column.dtype == "timestamp":
-        text = pd.Series(trimmed.to_numpy(zero_copy_only=False)).mask(is_null)
+        # A timestamp without a zone is ambiguous (local or UTC?): it must say which.
+        zoned = pc.fill_null(pc.match_substring_regex(trimmed, _ZONED), False).to_numpy(zero_copy_only=False)
+        text = pd.Series(trimmed.to_numpy(zero_copy_only=False)).mask(is_null | ~zoned)
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         bad = parsed.isna().to_numpy() & ~is_null
-        reasons.add(bad, lambda i: f"column {name}: {values.iat[i]!r} is not an ISO-8601 timestamp")
+        reasons.add(
+            bad,
+            lambda i: (
+                f"column {name}: {values.iat[i]!r} is not an ISO-8601 timestamp with a zone (…T10:00:00Z)"
+            ),
+        )
         return parsed.astype(PANDAS_DTYPES["timestamp"])
     kind = "an integer" if column.dtype == "int" else "a number"
     valid = pc.match_substring_regex(trimmed, _INTEGER if column.dtype == "int" else _NUMBER)
     valid_np = valid.to_numpy(zero_copy_only=False) & ~is_null
     reasons.add(~valid_np & ~is_null, lambda i: f"column {name}: {values.iat[i]!r} is not {kind}")
     numbers = pc.cast(pc.if_else(pa.array(valid_np), trimmed, None), pa.float64()).to_pandas()
+    if column.dtype == "int":
+        # Beyond 2**53 a float no longer holds every integer exactly; no field of ours gets near it.
+        huge = (numbers.abs() > 2**53).to_numpy()
+        reasons.add(huge, lambda i: f"column {name}: {values.iat[i]!r} is too large for an integer")
+        numbers = numbers.mask(huge)
     return numbers.astype(PANDAS_DTYPES[column.dtype])
 
 
@@ -167,7 +180,18 @@ def _apply_partition_rules(
 ) -> None:
     year, month, day = contract.partition_date_columns  # type: ignore[misc]
     expected = pd.to_datetime(partitions).to_numpy()
-    dated = pd.to_datetime({"year": frame[year], "month": frame[month], "day": frame[day]}, errors="coerce")
+    dated = calendar_dates(frame, contract)
+    # Rows missing a part were already given a reason by the required rule; a complete triple that
+    # names no real day (2013-02-30) gets one here.
+    complete = frame[[year, month, day]].notna().all(axis=1).to_numpy()
+    impossible = complete & dated.isna().to_numpy()
+    reasons.add(
+        impossible,
+        lambda i: (
+            f"columns {year}/{month}/{day}: {frame[year].iat[i]}-{frame[month].iat[i]}-{frame[day].iat[i]} "
+            "is not a calendar date"
+        ),
+    )
     outside = dated.notna().to_numpy() & (dated != expected).to_numpy()
     reasons.add(
         outside,
@@ -187,6 +211,18 @@ def _apply_partition_rules(
                 f"{local_dates.iat[i].date()} in New York, outside partition {partitions.iat[i]}"
             ),
         )
+
+
+def calendar_dates(frame: pd.DataFrame, contract: TableContract) -> pd.Series:
+    """The day named by the calendar columns; NaT where a part is missing or the day does not exist."""
+    columns = list(contract.partition_date_columns)  # type: ignore[arg-type]
+    complete = frame[columns].notna().all(axis=1)
+    dated = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    if complete.any():
+        parts = frame.loc[complete, columns].astype("int64")
+        parts.columns = ["year", "month", "day"]
+        dated.loc[complete] = pd.to_datetime(parts, errors="coerce")
+    return dated
 
 
 def _apply_uniqueness(
