@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 export GX_ANALYTICS_ENABLED ?= false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test ui lint bench clean
+.PHONY: setup demo test ui lint bench dbt-manifest clean
 
 # Reinstalls only when pyproject.toml changes, so a second call starts working at once.
 # torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
@@ -39,5 +39,9 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/ingestion_bench.py $(ARGS)
 
+# Re-parse the dbt project (the code location does this by itself when a dbt file changed).
+dbt-manifest: setup
+	$(BIN)/python -m mlops_assets.defs.transform.project
+
 clean:
-	rm -rf data
+	rm -rf data dbt/target

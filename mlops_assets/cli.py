@@ -17,8 +17,9 @@ from pathlib import Path
 
 DEFAULT_START = "2013-01-01"
 DEFAULT_END = "2013-01-31"
-REFERENCE_SELECTION = "raw/airlines,raw/airports,raw/planes"
-DAILY_SELECTION = "raw/flights,raw/weather"
+# The unpartitioned assets in one run, then the window of daily ones in one single-run backfill.
+REFERENCE_SELECTION = "raw/airlines,raw/airports,raw/planes,stg_airlines,stg_airports,stg_planes"
+DAILY_SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights"
 
 
 def _date(text: str) -> dt.date:
@@ -106,9 +107,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def print_summary() -> None:
-    from mlops_assets.lib.summary import lake_summary
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.lib.summary import lake_summary, warehouse_summary
 
-    for line in lake_summary(_lake()):
+    settings = load_settings()
+    lines = lake_summary(_lake())
+    if settings.profile == "local":
+        lines += warehouse_summary(settings.home / "warehouse.duckdb")
+    for line in lines:
         print(line)
 
 

@@ -15,11 +15,14 @@ import dagster as dg
 @functools.cache
 def build_definitions(profile: str | None = None) -> dg.Definitions:
     from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
+    from mlops_assets.defs.transform.definitions import build_definitions as transform
     from mlops_assets.lib.resources import build_resources
     from mlops_assets.lib.settings import load_settings
 
     settings = load_settings() if profile is None else load_settings({"MLOPS_PROFILE": profile})
-    return dg.Definitions.merge(ingestion(), dg.Definitions(resources=build_resources(settings)))
+    return dg.Definitions.merge(
+        ingestion(), transform(settings), dg.Definitions(resources=build_resources(settings))
+    )
 
 
 @dg.definitions

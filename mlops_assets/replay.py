@@ -41,11 +41,19 @@ def replay(
     for table in tables:
         frame = read_table_text(table)
         keys = frame[["year", "month", "day"]].astype(int)
-        frame = frame.assign(_y=keys["year"], _m=keys["month"], _d=keys["day"])
-        for (y, m, d), day_rows in frame.groupby(["_y", "_m", "_d"], sort=True):
-            if (y, m, d) not in wanted:
-                continue
-            body = day_rows.drop(columns=["_y", "_m", "_d"]).to_csv(index=False).encode()
-            landing_zone.write_bytes(landing_key(table, dt.date(y, m, d).isoformat()), body)
+        by_day = {
+            (y, m, d): rows_of_day.drop(columns=["_y", "_m", "_d"])
+            for (y, m, d), rows_of_day in frame.assign(
+                _y=keys["year"], _m=keys["month"], _d=keys["day"]
+            ).groupby(["_y", "_m", "_d"], sort=True)
+            if (y, m, d) in wanted
+        }
+        for day in days:
+            # Like an upstream export, every day gets its file, with only a header when the day has no
+            # rows (weather stops at 2013-12-30 23:00 UTC, so 2013-12-31 is such a day).
+            day_rows = by_day.get((day.year, day.month, day.day), frame.iloc[0:0])
+            landing_zone.write_bytes(
+                landing_key(table, day.isoformat()), day_rows.to_csv(index=False).encode()
+            )
             files, rows = files + 1, rows + len(day_rows)
     return ReplaySummary(files=files, rows=rows, days=len(days))

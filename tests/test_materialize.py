@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 import pandas as pd
 
@@ -66,3 +68,18 @@ def test_reference_tables_are_stored_whole(reference_ready):
     assert len(lake.read_parquet("raw/airlines.parquet")) == 16
     assert len(lake.read_parquet("raw/airports.parquet")) == 1458
     assert len(lake.read_parquet("raw/planes.parquet")) == 3322
+
+
+def test_a_day_without_rows_is_delivered_as_a_header_only_file_and_materializes_empty(stores):
+    from mlops_assets.replay import replay
+
+    landing, lake = stores
+    replay(
+        landing, dt.date(2013, 12, 31), dt.date(2013, 12, 31), tables=("weather",), include_reference=False
+    )
+    assert landing.read_bytes("weather/2013-12-31.csv").decode().count("\n") == 1  # the header alone
+    result = materialize_raw(landing, lake, ["raw/weather"], partition_key="2013-12-31")
+    assert result.success
+    assert len(lake.read_parquet("raw/weather/2013-12-31.parquet")) == 0
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"great_expectations_suite": True, "quarantine_rate": True}

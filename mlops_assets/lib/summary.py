@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlops_assets.lib.storage import ObjectStore
 
 
@@ -24,6 +26,24 @@ def lake_summary(lake: ObjectStore) -> list[str]:
         extra = f"  (+{files} whole file(s))" if files else ""
         lines.append(f"{table:<10} {len(stored):>10} {rows:>12} {quarantined:>12}{extra}")
     return lines
+
+
+def warehouse_summary(path: Path) -> list[str]:
+    """What the dbt mart holds (local profile: the DuckDB warehouse file)."""
+    if not path.exists():
+        return []
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        flights, days, labelled, late = con.execute(
+            "select count(*), count(distinct flight_date), count(label_late), coalesce(sum(label_late), 0) "
+            "from marts.fct_flights"
+        ).fetchone()
+    share = f"{late / labelled:.1%}" if labelled else "n/a"
+    return [
+        f"warehouse: {path}",
+        f"fct_flights: {flights} flights, {days} day(s); {labelled} labelled, {share} arrived >15 min late",
+    ]
 
 
 def _row_count(lake: ObjectStore, key: str, pq) -> int:
