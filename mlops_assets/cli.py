@@ -66,24 +66,19 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def materialize_command(selection: str, *options: str) -> list[str]:
+    """`dagster asset materialize` of this code location, as a user would type it, plus options."""
+    module = ["-m", "mlops_assets.definitions", "-a", "defs"]
+    return [sys.executable, "-m", "dagster", "asset", "materialize", *module, "--select", selection, *options]
+
+
+# One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
+IN_PROCESS = ("--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}))
+
+
 def materialize(selection: str, partition_range: str | None = None) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "mlops_assets.definitions",
-        "-a",
-        "defs",
-        "--select",
-        selection,
-    ]
-    if partition_range:
-        command += ["--partition-range", partition_range]
-    # One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
-    command += ["--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})]
+    options = ["--partition-range", partition_range] if partition_range else []
+    command = materialize_command(selection, *options, *IN_PROCESS)
     print(
         f"$ dagster asset materialize --select {selection}"
         + (f" --partition-range {partition_range}" if partition_range else "")

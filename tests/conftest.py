@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_assets.lib.calendar import partition_range_tags
 from mlops_assets.lib.storage import LocalObjectStore
 
 # Great Expectations would otherwise try to send usage statistics.
@@ -50,12 +51,7 @@ def materialize_raw(
     run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize raw assets in-process against the given stores (and instance, if any)."""
-    tags = {}
-    if partition_range:
-        tags = {
-            "dagster/asset_partition_range_start": partition_range[0],
-            "dagster/asset_partition_range_end": partition_range[1],
-        }
+    tags = partition_range_tags(*partition_range) if partition_range else {}
     return dg.materialize(
         raw_assets(),
         selection=selection,

@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_definitions
+from mlops_assets.lib.s3_store import S3ObjectStore
 from mlops_assets.lib.settings import load_settings
-from mlops_assets.lib.storage import LocalObjectStore, S3ObjectStore
+from mlops_assets.lib.storage import LocalObjectStore
 
 RAW = ["raw/airlines", "raw/airports", "raw/planes", "raw/flights", "raw/weather"]
 

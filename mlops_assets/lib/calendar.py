@@ -18,6 +18,11 @@ def daily_partitions() -> dg.DailyPartitionsDefinition:
     )
 
 
+def partition_range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover partitions first..last (what `--partition-range` sets)."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     """Inclusive range of days."""
     if end < start:

@@ -89,13 +89,13 @@ def ingest(
         )
     validated = validate_rows(batches, contract, reference_sets)
     accepted, quarantined = validated.accepted, validated.quarantined
+    accepted_by_day = _split_by_partition(
+        accepted.drop(columns=[PARTITION_COLUMN]), accepted[PARTITION_COLUMN]
+    )
+    rejected_by_day = _split_by_partition(quarantined, quarantined[PARTITION_COLUMN])
     for partition in partitions:
-        if partition is None:
-            stored = accepted.drop(columns=[PARTITION_COLUMN])
-            rejected = quarantined
-        else:
-            stored = accepted.loc[accepted[PARTITION_COLUMN] == partition].drop(columns=[PARTITION_COLUMN])
-            rejected = quarantined.loc[quarantined[PARTITION_COLUMN] == partition]
+        stored = accepted_by_day.get(partition, accepted.iloc[0:0].drop(columns=[PARTITION_COLUMN]))
+        rejected = rejected_by_day.get(partition, quarantined.iloc[0:0])
         lake.write_parquet(lake_key(contract.name, partition), stored)
         write_quarantined_rows(lake, contract.name, partition or "reference", rejected)
         outcome.per_partition.append(
@@ -106,6 +106,13 @@ def ingest(
     for reason in quarantined["_reason"].head(20):
         log.warning(f"quarantined row: {reason}")
     return outcome, accepted, quarantined
+
+
+def _split_by_partition(frame, keys) -> dict:
+    """Rows by partition key in one pass (None: a reference table, all rows under one key)."""
+    if keys.isna().all():
+        return {None: frame.reset_index(drop=True)}
+    return {key: rows.reset_index(drop=True) for key, rows in frame.groupby(keys.to_numpy(), sort=False)}
 
 
 def _checks_and_metadata(
