@@ -18,9 +18,11 @@ from pathlib import Path
 
 DEFAULT_START = "2013-01-01"
 DEFAULT_END = "2013-01-31"
-# The unpartitioned assets in one run, then the window of daily ones in one single-run backfill.
+# The demo's runs, in graph order: reference tables, then the window of daily assets as one single-run
+# backfill, then the feature store (apply, online store for the window, training set of the window).
 REFERENCE_SELECTION = "raw/airlines,raw/airports,raw/planes,stg_airlines,stg_airports,stg_planes"
-DAILY_SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights"
+DAILY_SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights,features/flight_features"
+TRAINING_SET_OP = "features__training_set"
 
 
 def _date(text: str) -> dt.date:
@@ -73,12 +75,13 @@ def materialize_command(selection: str, *options: str) -> list[str]:
 
 
 # One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
-IN_PROCESS = ("--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}))
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
-def materialize(selection: str, partition_range: str | None = None) -> None:
+def materialize(selection: str, partition_range: str | None = None, ops: dict | None = None) -> None:
     options = ["--partition-range", partition_range] if partition_range else []
-    command = materialize_command(selection, *options, *IN_PROCESS)
+    run_config = {**IN_PROCESS, **({"ops": ops} if ops else {})}
+    command = materialize_command(selection, *options, "--config-json", json.dumps(run_config))
     print(
         f"$ dagster asset materialize --select {selection}"
         + (f" --partition-range {partition_range}" if partition_range else "")
@@ -93,8 +96,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = ensure_dagster_home()
     cmd_replay(args)
     started = time.perf_counter()
+    window = f"{args.start}...{args.end}"
     materialize(REFERENCE_SELECTION)
-    materialize(DAILY_SELECTION, f"{args.start}...{args.end}")
+    materialize(DAILY_SELECTION, window)
+    materialize("features/feature_views")
+    materialize("features/online_store", window)
+    dates = {"start_date": args.start.isoformat(), "end_date": args.end.isoformat()}
+    materialize("features/training_set", ops={TRAINING_SET_OP: {"config": dates}})
     print(
         f"materialized {args.start}..{args.end} in {time.perf_counter() - started:.1f}s "
         f"(DAGSTER_HOME={home})\n"
@@ -106,12 +114,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def print_summary() -> None:
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.summary import lake_summary, warehouse_summary
+    from mlops_assets.lib.summary import features_summary, lake_summary, warehouse_summary
 
     settings = load_settings()
-    lines = lake_summary(_lake())
+    lake = _lake()
+    lines = lake_summary(lake)
     if settings.profile == "local":
         lines += warehouse_summary(settings.home / "warehouse.duckdb")
+    lines += features_summary(lake)
     for line in lines:
         print(line)
 

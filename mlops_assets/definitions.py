@@ -14,6 +14,8 @@ import dagster as dg
 
 @functools.cache
 def build_definitions(profile: str | None = None) -> dg.Definitions:
+    from mlops_assets.defs.features.definitions import build_definitions as features
+    from mlops_assets.defs.features.feast_definitions import build_definitions as feature_store
     from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
     from mlops_assets.defs.transform.definitions import build_definitions as transform
     from mlops_assets.lib.resources import build_resources
@@ -21,7 +23,11 @@ def build_definitions(profile: str | None = None) -> dg.Definitions:
 
     settings = load_settings() if profile is None else load_settings({"MLOPS_PROFILE": profile})
     return dg.Definitions.merge(
-        ingestion(), transform(settings), dg.Definitions(resources=build_resources(settings))
+        ingestion(),
+        transform(settings),
+        features(settings),
+        feature_store(settings),
+        dg.Definitions(resources=build_resources(settings)),
     )
 
 

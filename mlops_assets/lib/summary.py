@@ -28,6 +28,18 @@ def lake_summary(lake: ObjectStore) -> list[str]:
     return lines
 
 
+def features_summary(lake: ObjectStore) -> list[str]:
+    """Feature days written by Spark, and the training sets built from them."""
+    import pyarrow.parquet as pq
+
+    days = [o for o in lake.list_objects("features/flight_schedule/") if o.key.endswith(".parquet")]
+    sets = [o for o in lake.list_objects("features/training_set/") if o.key.endswith(".parquet")]
+    lines = [f"features: {len(days)} day(s) of schedule, delay stats and weather"] if days else []
+    for item in sets:
+        lines.append(f"training set: {lake.uri(item.key)} ({_row_count(lake, item.key, pq)} rows)")
+    return lines
+
+
 def warehouse_summary(path: Path) -> list[str]:
     """What the dbt mart holds (local profile: the DuckDB warehouse file)."""
     if not path.exists():

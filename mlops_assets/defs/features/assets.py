@@ -1,0 +1,279 @@
+"""`features/flight_features`: the Spark job that turns the dbt models into the Feast source tables.
+
+For a window of local days (one partition, or a range in one run: single-run backfill policy) it reads
+`marts.fct_flights` from [first day - 29 days, last day] (the lookback of the 28-day delay history) and
+`staging.stg_weather`, computes the tables of flight_features.py with Spark, and writes one Parquet file
+per table per day, `<lake>/features/<table>/<YYYY-MM-DD>.parquet`:
+
+    flight_schedule, delay_stats, weather_hourly,
+    delay_stats_carrier, delay_stats_origin, delay_stats_dest, delay_stats_route
+
+Spark writes each table partitioned by day into a staging folder next to the tables; each day's file is
+then moved into place with one rename (atomic: a reader sees the old file or the new one, never half).
+"""
+
+import datetime as dt
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.defs.features.spark import SparkResource
+from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.lib.settings import Settings
+from mlops_assets.lib.storage import LocalObjectStore, ObjectStore
+
+ASSET_KEY = dg.AssetKey(["features", "flight_features"])
+GROUP = "features"
+OWNER = "team:ml-platform"
+UPSTREAM = (dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"]))
+FEATURES_PREFIX = "features"
+# Features whose null rate a person wants to see on each materialization.
+KEY_FEATURES = {
+    "flight_schedule": ("plane_age_years", "plane_seats"),
+    "delay_stats": ("late_rate_1d", "late_rate_7d", "late_rate_28d"),
+    "weather_hourly": ("wind_gust", "precip_3h", "pressure_change_3h"),
+}
+FLIGHT_COLUMNS = (
+    "flight_id",
+    "flight_date",
+    "carrier",
+    "origin",
+    "dest",
+    "distance",
+    "sched_dep_local",
+    "sched_dep_utc",
+    "arrived_at_utc",
+    "arr_delay",
+    "plane_year_built",
+    "plane_seats",
+)
+WEATHER_LOOKBACK_DAYS = 1  # the 3-hour windows of the first hours of the window
+
+DESCRIPTION = """Feature tables for the Feast repository, computed with PySpark from `fct_flights` and
+`stg_weather`: one Parquet file per table per local day under `<lake>/features/<table>/<day>.parquet`.
+`flight_schedule` (one row per flight; event_timestamp = scheduled departure - 24 h, the schedule being
+published in advance), `delay_stats` (hourly snapshots of 1/7/28-day delay history per carrier, origin,
+dest and route, counting a flight only once it has arrived; also split per entity type as
+`delay_stats_<type>`), `weather_hourly` (per origin and hour, visible from the end of the hour, with
+3-hour rolling windows). Every timestamp is UTC."""
+
+
+def read_warehouse_inputs(warehouse: Path, first: dt.date, last: dt.date):
+    """(flights, weather) as Arrow tables from the local profile's DuckDB warehouse (read-only)."""
+    import duckdb
+
+    from mlops_assets.defs.features.flight_features import WEATHER_COLUMNS, input_window
+
+    low, high = input_window(first, last)
+    weather_low = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
+    weather_columns = ", ".join(WEATHER_COLUMNS.values())
+    for attempt in range(5):  # dbt holds the single writer's lock while it builds
+        try:
+            con = duckdb.connect(str(warehouse), read_only=True)
+            break
+        except duckdb.IOException:
+            if attempt == 4:
+                raise
+            time.sleep(2 * (attempt + 1))
+    with con:
+        con.execute("set TimeZone = 'UTC'")
+        flights = con.execute(
+            f"select {', '.join(FLIGHT_COLUMNS)} from marts.fct_flights where flight_date between ? and ?",
+            [low, high],
+        ).to_arrow_table()
+        weather = con.execute(
+            "select origin, weather_date, observed_hour_utc, available_at_utc, "
+            f"{weather_columns} from staging.stg_weather where weather_date between ? and ?",
+            [weather_low, last],
+        ).to_arrow_table()
+    return flights, weather
+
+
+def write_tables(
+    spark, tables: dict[str, Any], lake: ObjectStore, days: list[dt.date]
+) -> dict[str, list[str]]:
+    """Writes the Spark tables (DataFrames with `feature_day`) as one file per day; returns the keys.
+
+    Spark writes flight_schedule, delay_stats and weather_hourly; the per-entity tables
+    (`delay_stats_<type>`) are split from each day's delay_stats file (a few MB) with pyarrow, which
+    saves four Spark jobs of a file per day each (about 10 s each on 2 cores for a year).
+    """
+    from mlops_assets.defs.features.flight_features import DAY_COLUMN, TABLES
+
+    staging_key = f"{FEATURES_PREFIX}/.staging-{uuid.uuid4().hex}"
+    staging = lake.uri(staging_key)
+    if staging.startswith("s3://"):
+        staging = "s3a://" + staging.removeprefix("s3://")
+    written: dict[str, list[str]] = {}
+    try:
+        for table in TABLES:
+            tables[table].repartition(DAY_COLUMN).write.mode("overwrite").partitionBy(DAY_COLUMN).parquet(
+                f"{staging}/{table}"
+            )
+        for table in TABLES:
+            written[table] = publish_days(lake, staging_key, table, days)
+        written.update(split_by_entity(lake, written["delay_stats"]))
+    finally:
+        if isinstance(lake, LocalObjectStore):
+            import shutil
+
+            shutil.rmtree(lake.uri(staging_key), ignore_errors=True)
+    return written
+
+
+def split_by_entity(lake: ObjectStore, keys: list[str]) -> dict[str, list[str]]:
+    """`features/delay_stats_<type>/<day>.parquet` from each day's delay_stats file."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from mlops_assets.defs.features.flight_features import ENTITY_TYPES, STAT_COLUMNS
+
+    written: dict[str, list[str]] = {f"delay_stats_{e}": [] for e in ENTITY_TYPES}
+    for key in keys:
+        stats = pq.read_table(io.BytesIO(lake.read_bytes(key)))
+        for entity in ENTITY_TYPES:
+            part = stats.filter(pc.equal(stats["entity_type"], entity))
+            part = part.select(["entity_id", "event_timestamp", *STAT_COLUMNS]).rename_columns(
+                [entity, "event_timestamp", *STAT_COLUMNS]
+            )
+            target = f"{FEATURES_PREFIX}/delay_stats_{entity}/{key.rsplit('/', 1)[-1]}"
+            buffer = io.BytesIO()
+            pq.write_table(part, buffer)
+            lake.write_bytes(target, buffer.getvalue())
+            written[f"delay_stats_{entity}"].append(target)
+    return written
+
+
+def publish_days(lake: ObjectStore, staging_key: str, table: str, days: list[dt.date]) -> list[str]:
+    """Moves each day's staged file to `features/<table>/<day>.parquet` (an empty file for a day
+    without rows, so that every day of the window has its file)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_assets.defs.features.flight_features import DAY_COLUMN
+
+    staged: dict[str, list[str]] = {}
+    for obj in lake.list_objects(f"{staging_key}/{table}/"):
+        folder = obj.key.rsplit("/", 2)[-2]
+        if folder.startswith(f"{DAY_COLUMN}=") and obj.key.endswith(".parquet"):
+            staged.setdefault(folder.split("=", 1)[1], []).append(obj.key)
+    schema = None
+    if staged:
+        first_key = next(iter(staged.values()))[0]
+        schema = pq.read_schema(io.BytesIO(lake.read_bytes(first_key)))
+    keys = []
+    for day in days:
+        target = f"{FEATURES_PREFIX}/{table}/{day.isoformat()}.parquet"
+        parts = staged.get(day.isoformat(), [])
+        if len(parts) == 1 and isinstance(lake, LocalObjectStore):
+            Path(lake.uri(target)).parent.mkdir(parents=True, exist_ok=True)
+            Path(lake.uri(parts[0])).replace(lake.uri(target))  # atomic rename, same file system
+        elif schema is not None:
+            frames = [pq.read_table(io.BytesIO(lake.read_bytes(k))) for k in parts]
+            merged = pa.concat_tables(frames) if frames else schema.empty_table()
+            buffer = io.BytesIO()
+            pq.write_table(merged, buffer)
+            lake.write_bytes(target, buffer.getvalue())  # atomic in every ObjectStore
+        else:
+            continue
+        keys.append(target)
+    return keys
+
+
+def describe_outputs(lake: ObjectStore, written: dict[str, list[str]]) -> dict[str, Any]:
+    """Row counts per table, null rates of key features and a preview, read from the written files."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    metadata: dict[str, Any] = {}
+    null_lines = ["| table | feature | null rate |", "| --- | --- | ---: |"]
+    previews = []
+    for table, keys in written.items():
+        columns = KEY_FEATURES.get(table, ())
+        parts = [pq.read_table(io.BytesIO(lake.read_bytes(k))) for k in keys]
+        frame = pa.concat_tables(parts) if parts else None
+        rows = frame.num_rows if frame is not None else 0
+        metadata[f"rows/{table}"] = dg.MetadataValue.int(rows)
+        for column in columns:
+            rate = frame[column].null_count / rows if rows else 0.0
+            null_lines.append(f"| {table} | {column} | {rate:.4f} |")
+            metadata[f"null_rate/{table}/{column}"] = dg.MetadataValue.float(round(rate, 6))
+        if table in KEY_FEATURES and rows:
+            previews.append(
+                f"**{table}** ({keys[0]})\n\n" + frame.slice(0, 5).to_pandas().to_markdown(index=False)
+            )
+    metadata["null_rates"] = dg.MetadataValue.md("\n".join(null_lines))
+    metadata["preview"] = dg.MetadataValue.md("\n\n".join(previews))
+    return metadata
+
+
+def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    warehouse = settings.home / "warehouse.duckdb"
+
+    @dg.asset(
+        key=ASSET_KEY,
+        deps=list(UPSTREAM),
+        group_name=GROUP,
+        owners=[OWNER],
+        kinds={"spark", "parquet"},
+        description=DESCRIPTION,
+        partitions_def=daily_partitions(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def flight_features(
+        context: dg.AssetExecutionContext, spark: SparkResource, lake: ObjectStore
+    ) -> dg.MaterializeResult:
+        from mlops_assets.defs.features.flight_features import build_features, input_window, snapshot_hours
+
+        window = context.partition_time_window
+        first, last = window.start.date(), (window.end - dt.timedelta(days=1)).date()
+        days = days_between(first, last)
+        if settings.profile != "local":
+            raise dg.Failure(
+                "features/flight_features reads the warehouse of the local profile (DuckDB) only; "
+                "reading the production warehouse (PostgreSQL) over JDBC is not implemented yet"
+            )
+        started = time.perf_counter()
+        flights_arrow, weather_arrow = read_warehouse_inputs(warehouse, first, last)
+        context.log.info(
+            f"read {flights_arrow.num_rows} flights and {weather_arrow.num_rows} weather rows "
+            f"for {first}..{last} in {time.perf_counter() - started:.1f}s"
+        )
+        session = spark.get_session()
+        flights = session.createDataFrame(flights_arrow)
+        weather = session.createDataFrame(weather_arrow)
+        tables = build_features(session, flights, weather, first, last)
+        written = write_tables(session, tables, lake, days)
+        elapsed = time.perf_counter() - started
+        context.log.info(f"wrote {sum(map(len, written.values()))} files in {elapsed:.1f}s")
+        low, high = input_window(first, last)
+        metadata = describe_outputs(lake, written)
+        hours = snapshot_hours(first, last)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": metadata["rows/flight_schedule"],
+                **metadata,
+                "window": f"{first}..{last} ({len(days)} local days)",
+                "input_flight_dates": f"{low}..{high}",
+                "snapshot_hours_utc": (
+                    f"{dt.datetime.fromtimestamp(hours[0][1], dt.UTC):%Y-%m-%dT%H:%MZ}.."
+                    f"{dt.datetime.fromtimestamp(hours[-1][1], dt.UTC):%Y-%m-%dT%H:%MZ} ({len(hours)})"
+                ),
+                "input_rows": {"fct_flights": flights_arrow.num_rows, "stg_weather": weather_arrow.num_rows},
+                "files_written": sum(map(len, written.values())),
+                "path": dg.MetadataValue.path(lake.uri(FEATURES_PREFIX)),
+                "spark": spark.describe(),
+                "seconds": round(elapsed, 2),
+            }
+        )
+
+    return [flight_features]

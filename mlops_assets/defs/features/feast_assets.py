@@ -1,0 +1,258 @@
+"""The Feast part of the features stage: registry, online store and point-in-time training sets.
+
+- `features/feature_views`: `feast apply` of feature_repo/ (entities, views, the `flight_delay_v1` service).
+- `features/online_store`: daily; Feast materialization of the partition window into the online store.
+- `features/training_set`: a configured window of fct_flights, joined point-in-time with the feature
+  service's features (Feast `get_historical_features`), written to the lake as Parquet.
+"""
+
+import datetime as dt
+import hashlib
+import io
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource
+from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.lib.settings import Settings
+from mlops_assets.lib.storage import ObjectStore
+
+GROUP = "features"
+OWNERS = ["team:ml-platform"]
+LOCAL_TZ = ZoneInfo("America/New_York")
+FLIGHT_FEATURES = dg.AssetKey(["features", "flight_features"])
+FEATURE_VIEWS = dg.AssetKey(["features", "feature_views"])
+FCT_FLIGHTS = dg.AssetKey(["fct_flights"])
+ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
+# A flight's schedule row is stamped 24 h before its departure: partition D also (re)writes the rows
+# stamped on D-1, so the flights of D are online even when D's file lands after D-1 was materialized.
+MATERIALIZE_LOOKBACK = dt.timedelta(days=1)
+TRAINING_CHUNK_DAYS = 7
+
+
+def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
+    """[midnight of local day `first`, midnight after local day `last`) in UTC."""
+    start = dt.datetime.combine(dt.date.fromisoformat(first), dt.time(), LOCAL_TZ)
+    end = dt.datetime.combine(dt.date.fromisoformat(last) + dt.timedelta(days=1), dt.time(), LOCAL_TZ)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+@dg.asset(
+    key=FEATURE_VIEWS,
+    deps=[FLIGHT_FEATURES],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"feast", "python"},
+    description=(
+        "`feast apply` of feature_repo/: entities flight, carrier, origin, dest, route; file sources over "
+        "the Parquet folders of features/flight_features; feature views flight_schedule (TTL 2 d), "
+        "delay_stats_<carrier|origin|dest|route> (TTL 2 h) and weather_hourly (TTL 3 h); and the feature "
+        "service flight_delay_v1 in the profile's registry."
+    ),
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def feature_views(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
+    applied = feast.apply()
+    config = feast.rendered_config()
+    return dg.MaterializeResult(
+        metadata={
+            "project": feast.project,
+            "entities": applied["entities"],
+            "feature_views": applied["feature_views"],
+            "feature_service": ", ".join(applied["feature_services"]),
+            "features": dg.MetadataValue.int(len(applied["features"])),
+            "feature_refs": dg.MetadataValue.json(applied["features"]),
+            "online_store": config["online_store"]["type"],
+            "registry": str(config["registry"]["path"]),
+            "source_root": feast.feature_source_root(),
+        }
+    )
+
+
+def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    """Entities written per view: distinct join keys with event_timestamp in [start, end] (local files)."""
+    import pyarrow.dataset as ds
+
+    root = feast.feature_source_root()
+    if "://" in root:
+        return {}
+    counts = {}
+    first, last = start.date() - dt.timedelta(days=2), end.date() + dt.timedelta(days=2)
+    for view in feast.repo_objects().feature_views:
+        folder = Path(root) / view.name
+        files = [
+            str(p)
+            for p in sorted(folder.glob("*.parquet"))
+            if _day_of(p) is None or first <= _day_of(p) <= last
+        ]
+        key = view.join_keys[0]
+        if not files:
+            counts[view.name] = 0
+            continue
+        table = ds.dataset(files, format="parquet").to_table(
+            columns=[key, "event_timestamp"],
+            filter=(ds.field("event_timestamp") >= start) & (ds.field("event_timestamp") <= end),
+        )
+        counts[view.name] = len(set(table.column(key).to_pylist()))
+    return counts
+
+
+def _day_of(path: Path) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(path.stem)
+    except ValueError:
+        return None
+
+
+@dg.asset(
+    key=["features", "online_store"],
+    deps=[FEATURE_VIEWS, FLIGHT_FEATURES],
+    partitions_def=daily_partitions(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"feast", "sqlite", "redis"},
+    description=(
+        "Feast materialization of the partition window (the UTC span of its New York days, plus the day "
+        "before for schedule rows stamped 24 h ahead) into the online store: SQLite locally, Redis in "
+        "production. The latest row per entity and view is written."
+    ),
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
+    first, last = context.partition_key_range.start, context.partition_key_range.end
+    span_start, span_end = local_days_utc_span(first, last)
+    start = span_start - MATERIALIZE_LOOKBACK
+    # Feast's window is inclusive at both ends; stop just before the next partition's first instant.
+    end = span_end - dt.timedelta(microseconds=1)
+    counts = _rows_in_window(feast, start, end)
+    result = feast.materialize(start, end)
+    context.log.info(f"materialized {first}..{last} ({start}..{end}) in {result['seconds']:.2f} s")
+    return dg.MaterializeResult(
+        metadata={
+            "window_start_utc": start.isoformat(),
+            "window_end_utc": end.isoformat(),
+            "partitions": f"{first}..{last}",
+            "entities_written": dg.MetadataValue.int(sum(counts.values())),
+            "entities_by_view": dg.MetadataValue.json(counts),
+            "duration_s": dg.MetadataValue.float(round(result["seconds"], 3)),
+            "online_store": feast.rendered_config()["online_store"]["type"],
+        }
+    )
+
+
+class TrainingSetConfig(dg.Config):
+    start_date: str = Field(default="2013-01-01", description="First local flight_date (inclusive).")
+    end_date: str = Field(default="2013-03-31", description="Last local flight_date (inclusive).")
+    feature_service: str = Field(default="flight_delay_v1", description="Feast feature service to join.")
+
+
+def entity_frame(warehouse: Path, start: str, end: str):
+    """Labelled flights of [start, end] from fct_flights: join keys, event_timestamp, label_late."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            """
+            select flight_id, carrier, origin, dest, origin || '-' || dest as route,
+                   prediction_time_utc as event_timestamp, flight_date, label_late
+            from marts.fct_flights
+            where flight_date between cast(? as date) and cast(? as date) and label_late is not null
+            order by prediction_time_utc, flight_id
+            """,
+            [start, end],
+        ).df()
+
+
+def canonical_hash(frame) -> str:
+    """sha256 of the frame sorted by flight_id, written as Parquet with fixed settings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame.sort_values("flight_id").reset_index(drop=True), preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buffer, compression="zstd")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def build_training_set(feast: FeastResource, entities, feature_service: str):
+    """Point-in-time join of labelled flights with the service's features, in a stable column order."""
+    import pandas as pd
+
+    frame = feast.historical_features(
+        entities.drop(columns=["flight_date"], errors="ignore"), feature_service, TRAINING_CHUNK_DAYS
+    )
+    projections = feast.feature_service(feature_service).feature_view_projections
+    sep = "__" if FULL_FEATURE_NAMES else None
+    refs = [f"{p.name}{sep}{f.name}" if sep else f.name for p in projections for f in p.features]
+    base = [c for c in [*ENTITY_COLUMNS, "event_timestamp", "label_late"] if c in frame.columns]
+    frame = frame[base + refs].sort_values(["event_timestamp", "flight_id"]).reset_index(drop=True)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame, refs
+
+
+@dg.asset(
+    key=["features", "training_set"],
+    deps=[FCT_FLIGHTS, FEATURE_VIEWS],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"feast", "parquet", "duckdb"},
+    description=(
+        "Training set of a configured window: labelled flights from fct_flights (prediction time = "
+        "scheduled departure - 2 h; cancelled/diverted excluded) joined point-in-time with the features "
+        "of a Feast feature service (default flight_delay_v1). Feast takes, per view, the latest row at or "
+        "before the prediction time and within the view's TTL, so no feature comes from the future. "
+        "Written to the lake as features/training_set/<start>_<end>.parquet."
+    ),
+)
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, feast: FeastResource, lake: ObjectStore
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    warehouse = Path(feast.home) / "warehouse.duckdb"
+    entities = entity_frame(warehouse, config.start_date, config.end_date)
+    if entities.empty:
+        raise dg.Failure(f"fct_flights has no labelled flights in {config.start_date}..{config.end_date}")
+    frame, refs = build_training_set(feast, entities, config.feature_service)
+    key = f"features/training_set/{config.start_date}_{config.end_date}.parquet"
+    lake.write_parquet(key, frame)
+    null_rates = {c: round(float(frame[c].isna().mean()), 4) for c in refs}
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(lake.uri(key)),
+            "window": f"{config.start_date}..{config.end_date}",
+            "feature_service": config.feature_service,
+            "features": dg.MetadataValue.json(refs),
+            "feature_count": dg.MetadataValue.int(len(refs)),
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "label_rate": dg.MetadataValue.float(round(float(frame["label_late"].mean()), 4)),
+            "null_rates": dg.MetadataValue.json(null_rates),
+            "max_null_rate": dg.MetadataValue.float(max(null_rates.values(), default=0.0)),
+            "content_sha256": canonical_hash(frame),
+            "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
+        }
+    )
+
+
+def feast_resource(settings: Settings, **overrides) -> FeastResource:
+    """The FeastResource of a profile (EnvVar for the production settings, read when a run starts)."""
+    import os
+
+    if settings.profile == "production":
+        return FeastResource(
+            profile="production",
+            home=str(settings.home),
+            redis_url=os.environ.get("MLOPS_REDIS_URL", "127.0.0.1:6379"),
+            s3_bucket=dg.EnvVar("MLOPS_S3_BUCKET"),
+            s3_endpoint_url=os.environ.get("MLOPS_S3_ENDPOINT_URL") or None,
+            **overrides,
+        )
+    return FeastResource(profile="local", home=str(settings.home), **overrides)
+
+
+def build_feast_assets() -> list[dg.AssetsDefinition]:
+    return [feature_views, online_store, training_set]

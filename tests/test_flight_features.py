@@ -1,0 +1,379 @@
+"""The features stage: point-in-time correctness of the Spark features on tiny synthetic tables,
+parity with the DuckDB implementation on three real days, and the asset's files and metadata.
+
+One embedded Spark session (local[2]) is shared by the module; the asset reuses it (getOrCreate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_assets.defs.features import duckdb_features
+from mlops_assets.defs.features import flight_features as ff
+from mlops_assets.defs.features.spark import SparkResource
+
+D = dt.date(2013, 1, 10)  # a Thursday; local midnight = 05:00 UTC
+S0 = pd.Timestamp("2013-01-10 05:00", tz="UTC")  # the first snapshot of D
+H = pd.Timedelta(hours=1)
+DAY = pd.Timedelta(days=1)
+REAL_DAYS = ("2013-01-01", "2013-01-03")
+
+FLIGHT_SCHEMA = pa.schema(
+    [
+        ("flight_id", pa.string()),
+        ("flight_date", pa.date32()),
+        ("carrier", pa.string()),
+        ("origin", pa.string()),
+        ("dest", pa.string()),
+        ("distance", pa.float64()),
+        ("sched_dep_local", pa.timestamp("us")),
+        ("sched_dep_utc", pa.timestamp("us", tz="UTC")),
+        ("arrived_at_utc", pa.timestamp("us", tz="UTC")),
+        ("arr_delay", pa.float64()),
+        ("plane_year_built", pa.int32()),
+        ("plane_seats", pa.int32()),
+    ]
+)
+WEATHER_SCHEMA = pa.schema(
+    [
+        ("origin", pa.string()),
+        ("weather_date", pa.date32()),
+        ("observed_hour_utc", pa.timestamp("us", tz="UTC")),
+        ("available_at_utc", pa.timestamp("us", tz="UTC")),
+        *((source, pa.float64()) for source in ff.WEATHER_COLUMNS.values()),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    resource = SparkResource(master="local[2]")
+    return resource.get_session()
+
+
+def flight(fid, carrier, departs_utc, arrived_utc=None, delay=None, origin="JFK", dest="ATL", **extra):
+    departs = pd.Timestamp(departs_utc, tz="UTC")
+    local = departs.tz_convert("America/New_York")
+    return {
+        "flight_id": fid,
+        "flight_date": local.date(),
+        "carrier": carrier,
+        "origin": origin,
+        "dest": dest,
+        "distance": 760.0,
+        "sched_dep_local": local.tz_localize(None).to_pydatetime(),
+        "sched_dep_utc": departs.to_pydatetime(),
+        "arrived_at_utc": None
+        if arrived_utc is None
+        else pd.Timestamp(arrived_utc, tz="UTC").to_pydatetime(),
+        "arr_delay": delay,
+        "plane_year_built": extra.get("year_built"),
+        "plane_seats": extra.get("seats"),
+    }
+
+
+def synthetic_flights() -> pa.Table:
+    rows = [
+        # AA: departs on D, lands at 15:30 UTC, 30 min late.
+        flight("AA1", "AA", "2013-01-10 13:00", "2013-01-10 15:30", 30.0, year_built=2003, seats=150),
+        # BB: a flight of D-1 (local) that lands on D at exactly 06:00 UTC, on time.
+        flight("BB1", "BB", "2013-01-10 02:00", "2013-01-10 06:00", 10.0),
+        # CC: landings exactly 1, 7 and 28 days before the first snapshot S0 (boundaries of windows).
+        flight("CC1", "CC", str(S0 - DAY - 3 * H), str(S0 - DAY), 20.0),
+        flight("CC7", "CC", str(S0 - 7 * DAY - 3 * H), str(S0 - 7 * DAY), -5.0),
+        flight("CC28", "CC", str(S0 - 28 * DAY - 3 * H), str(S0 - 28 * DAY), 40.0),
+        # CC cancelled on D: never counted.
+        flight("CCX", "CC", "2013-01-10 14:00", None, None),
+        # ZZ: seen only 29+ days before D: no snapshots on D.
+        flight("ZZ1", "ZZ", str(S0 - 30 * DAY), str(S0 - 30 * DAY + 2 * H), 5.0),
+        # Congestion at LGA on D: three departures in local hour 08, one at 09:00.
+        flight("L1", "DL", "2013-01-10 13:00", origin="LGA"),
+        flight("L2", "DL", "2013-01-10 13:15", origin="LGA"),
+        flight("L3", "DL", "2013-01-10 13:59", origin="LGA"),
+        flight("L4", "DL", "2013-01-10 14:00", origin="LGA"),
+    ]
+    return pa.Table.from_pylist(rows, schema=FLIGHT_SCHEMA)
+
+
+def synthetic_weather() -> pa.Table:
+    rows = []
+    first = pd.Timestamp("2013-01-10 05:00", tz="UTC")  # local midnight of D
+    for i in range(8):
+        observed = first + i * H
+        if i == 4:
+            continue  # a missing hour
+        values = dict.fromkeys(ff.WEATHER_COLUMNS.values(), 1.0)
+        values.update(
+            precip_in=0.1 * i, wind_speed_mph=float(i), visibility_mi=10.0 - i, pressure_mb=1000.0 + i
+        )
+        rows.append(
+            {
+                "origin": "JFK",
+                "weather_date": D,
+                "observed_hour_utc": observed.to_pydatetime(),
+                "available_at_utc": (observed + H).to_pydatetime(),
+                **values,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=WEATHER_SCHEMA)
+
+
+def spark_tables(spark, flights: pa.Table, weather: pa.Table, first=D, last=D) -> dict[str, pd.DataFrame]:
+    tables = ff.build_features(
+        spark, spark.createDataFrame(flights), spark.createDataFrame(weather), first, last
+    )
+    return {name: utc(frame.toPandas()) for name, frame in tables.items()}
+
+
+def duckdb_tables(flights: pa.Table, weather: pa.Table, first=D, last=D) -> dict[str, pd.DataFrame]:
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.register("flights", flights)
+        con.register("weather", weather)
+        names = duckdb_features.build_features(con, first, last)
+        return {table: utc(con.table(name).df()) for table, name in names.items()}
+
+
+def utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """event_timestamp as datetime64[ns, UTC] whatever the engine returned."""
+    if "event_timestamp" in frame:
+        column = frame["event_timestamp"]
+        column = column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
+        frame["event_timestamp"] = column.astype("datetime64[ns, UTC]")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def synthetic(spark):
+    flights, weather = synthetic_flights(), synthetic_weather()
+    return spark_tables(spark, flights, weather), duckdb_tables(flights, weather)
+
+
+def at(stats: pd.DataFrame, entity: str, when: pd.Timestamp) -> pd.Series:
+    rows = stats[(stats["entity_id"] == entity) & (stats["event_timestamp"] == when)]
+    assert len(rows) == 1, (entity, when, rows)
+    return rows.iloc[0]
+
+
+def test_snapshots_are_the_utc_hours_of_the_local_day():
+    assert len(ff.snapshot_hours(D, D)) == 24
+    assert len(ff.snapshot_hours(dt.date(2013, 3, 10), dt.date(2013, 3, 10))) == 23
+    assert len(ff.snapshot_hours(dt.date(2013, 11, 3), dt.date(2013, 11, 3))) == 25
+    assert ff.snapshot_hours(D, D)[0][1] == int(S0.timestamp())
+
+
+@pytest.mark.parametrize("engine", [0, 1], ids=["spark", "duckdb"])
+def test_an_outcome_counts_only_once_it_happened(synthetic, engine):
+    stats = synthetic[engine]["delay_stats"]
+    carriers = stats[stats["entity_type"] == "carrier"]
+    assert set(carriers["entity_id"]) == {"AA", "BB", "CC", "DL"}  # ZZ: seen 29+ days before D only
+    assert carriers.groupby("entity_id").size().eq(24).all()
+    # AA lands at 15:30 UTC on D: not in the 15:00 snapshot, in the 16:00 one (flights of D itself).
+    assert at(stats, "AA", pd.Timestamp("2013-01-10 15:00", tz="UTC"))["flights_1d"] == 0
+    assert pd.isna(at(stats, "AA", pd.Timestamp("2013-01-10 15:00", tz="UTC"))["late_rate_1d"])
+    after = at(stats, "AA", pd.Timestamp("2013-01-10 16:00", tz="UTC"))
+    assert (after["flights_1d"], after["late_rate_1d"], after["mean_arr_delay_1d"]) == (1, 1.0, 30.0)
+    # BB (a flight of D-1) lands at exactly 06:00 UTC on D: counted from the 07:00 snapshot on.
+    assert at(stats, "BB", S0 + H)["flights_1d"] == 0
+    assert at(stats, "BB", S0 + 2 * H)["flights_28d"] == 1
+    assert at(stats, "BB", S0 + 2 * H)["late_rate_28d"] == 0.0
+
+
+@pytest.mark.parametrize("engine", [0, 1], ids=["spark", "duckdb"])
+def test_window_boundaries(synthetic, engine):
+    stats = synthetic[engine]["delay_stats"]
+    first, second = at(stats, "CC", S0), at(stats, "CC", S0 + H)
+    # At S0 the landings at S0 - 1, 7, 28 days are inside [S0 - W days, S0); an hour later they are not.
+    assert [first[f"flights_{w}d"] for w in (1, 7, 28)] == [1, 2, 3]
+    assert [second[f"flights_{w}d"] for w in (1, 7, 28)] == [0, 1, 2]
+    assert first["mean_arr_delay_7d"] == pytest.approx(7.5) and first["late_rate_28d"] == pytest.approx(2 / 3)
+    assert pd.isna(second["late_rate_1d"]) and second["mean_arr_delay_28d"] == pytest.approx(7.5)
+    # The cancelled flight on D never counts.
+    assert at(stats, "CC", S0 + 23 * H)["flights_28d"] == 2
+    by_type = synthetic[engine]["delay_stats_carrier"]
+    assert list(by_type.columns) == ["carrier", "event_timestamp", *ff.STAT_COLUMNS, ff.DAY_COLUMN]
+    assert len(by_type) == len(stats[stats["entity_type"] == "carrier"])
+
+
+@pytest.mark.parametrize("engine", [0, 1], ids=["spark", "duckdb"])
+def test_weather_uses_only_available_observations(synthetic, engine):
+    weather = synthetic[engine]["weather_hourly"].sort_values("event_timestamp").reset_index(drop=True)
+    observed = weather["event_timestamp"] - H
+    assert (weather["event_timestamp"] == observed + H).all() and len(weather) == 7
+    row = weather[observed == S0 + 3 * H].iloc[0]  # hour 3: window = hours 1, 2, 3
+    assert row["precip_3h"] == pytest.approx(0.6) and row["wind_speed_3h"] == pytest.approx(2.0)
+    assert row["visib_min_3h"] == 7.0 and row["pressure_change_3h"] == pytest.approx(3.0)
+    after_gap = weather[observed == S0 + 5 * H].iloc[0]  # hour 4 is missing: window = hours 3, 5
+    assert after_gap["precip_3h"] == pytest.approx(0.8) and after_gap["pressure_change_3h"] == pytest.approx(
+        3.0
+    )
+    assert pd.isna(weather[observed == S0 + 7 * H].iloc[0]["pressure_change_3h"])  # no hour 4
+    # Point in time: at H+0:30 the row of hour H is not visible yet (the latest is H-1's); at H+1 it is.
+    lookups = pd.DataFrame({"t": [S0 + 3 * H + pd.Timedelta(minutes=30), S0 + 4 * H]})
+    seen = pd.merge_asof(lookups, weather, left_on="t", right_on="event_timestamp")
+    assert list(seen["event_timestamp"] - H) == [S0 + 2 * H, S0 + 3 * H]
+
+
+@pytest.mark.parametrize("engine", [0, 1], ids=["spark", "duckdb"])
+def test_schedule_congestion_and_calendar(synthetic, engine):
+    schedule = synthetic[engine]["flight_schedule"].set_index("flight_id")
+    assert set(schedule.index) == {"AA1", "BB1", "CCX", "L1", "L2", "L3", "L4"} - {"BB1"}
+    lga = schedule.loc[["L1", "L2", "L3", "L4"]]
+    assert list(lga["origin_hour_departures"]) == [3, 3, 3, 1]
+    assert list(lga["sched_dep_hour_local"]) == [8, 8, 8, 9]
+    assert (lga["origin_day_departures"] == 4).all() and schedule.loc["AA1", "origin_day_departures"] == 2
+    aa = schedule.loc["AA1"]
+    assert aa["event_timestamp"] == pd.Timestamp("2013-01-09 13:00", tz="UTC")  # sched_dep_utc - 24 h
+    assert (aa["day_of_week"], aa["month"], aa["route"]) == (4, 1, "JFK-ATL")
+    assert aa["plane_age_years"] == 10.0 and aa["plane_seats"] == 150.0
+    assert pd.isna(schedule.loc["L1", "plane_age_years"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Three real days: the asset, its files and metadata, and parity with DuckDB.
+
+
+@pytest.fixture(scope="module")
+def real_home(tmp_path_factory):
+    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.replay import replay
+    from tests.conftest import materialize_raw
+    from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, run_dbt, transform_definitions
+
+    home = tmp_path_factory.mktemp("features_home")
+    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
+    replay(landing, dt.date.fromisoformat(REAL_DAYS[0]), dt.date.fromisoformat(REAL_DAYS[1]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
+        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
+        materialize_raw(landing, lake, ["raw/flights", "raw/weather"], partition_range=REAL_DAYS)
+        defs = transform_definitions()
+        assert run_dbt(defs, REFERENCE_MODELS).success
+        assert run_dbt(
+            defs,
+            DAILY_MODELS,
+            tags={
+                "dagster/asset_partition_range_start": REAL_DAYS[0],
+                "dagster/asset_partition_range_end": REAL_DAYS[1],
+            },
+        ).success
+    return home
+
+
+@pytest.fixture(scope="module")
+def materialized(real_home, spark):
+    from mlops_assets.defs.features.definitions import build_definitions
+    from mlops_assets.lib.calendar import partition_range_tags
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.lib.storage import LocalObjectStore
+
+    settings = load_settings({"MLOPS_HOME": str(real_home)})
+    defs = build_definitions(settings)
+    result = dg.materialize(
+        list(defs.assets),
+        resources={
+            "spark": SparkResource(master="local[2]"),
+            "lake": LocalObjectStore(root=str(real_home / "lake")),
+        },
+        tags=partition_range_tags(*REAL_DAYS),
+    )
+    assert result.success
+    return real_home, result
+
+
+def read_table(home: Path, table: str) -> pd.DataFrame:
+    files = sorted((home / "lake" / "features" / table).glob("*.parquet"))
+    frames = [pq.read_table(f).to_pandas().assign(**{ff.DAY_COLUMN: f.stem}) for f in files]
+    return utc(pd.concat(frames, ignore_index=True))
+
+
+def test_asset_writes_one_file_per_table_per_day_with_metadata(materialized):
+    home, result = materialized
+    days = ["2013-01-01", "2013-01-02", "2013-01-03"]
+    features = home / "lake" / "features"
+    assert sorted(p.name for p in features.iterdir()) == sorted(ff.ALL_TABLES)  # no staging left
+    for table in ff.ALL_TABLES:
+        assert sorted(p.stem for p in (features / table).glob("*.parquet")) == days
+        schema = pq.read_schema(features / table / "2013-01-02.parquet")
+        assert tuple(schema.names) == ff.table_columns(table)
+        assert schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
+    schedule = pq.read_schema(features / "flight_schedule" / "2013-01-01.parquet")
+    assert schedule.field("origin_hour_departures").type == pa.int32()
+    assert schedule.field("distance").type == pa.float64()
+    assert (
+        pq.read_schema(features / "delay_stats" / "2013-01-01.parquet").field("flights_7d").type == pa.int32()
+    )
+
+    event = result.get_asset_materialization_events()[0].materialization
+    assert event.asset_key == dg.AssetKey(["features", "flight_features"])
+    metadata = {k: v.value for k, v in event.metadata.items()}
+    assert metadata["rows/flight_schedule"] == metadata["dagster/row_count"] == 842 + 943 + 914
+    stats = read_table(home, "delay_stats")
+    assert metadata["rows/delay_stats"] == len(stats)
+    assert stats.groupby([ff.DAY_COLUMN, "entity_type", "entity_id"]).size().eq(24).all()
+    assert metadata["window"].startswith("2013-01-01..2013-01-03")
+    assert "null_rate/delay_stats/late_rate_1d" in metadata and "|" in metadata["preview"]
+    # On 2013-01-01 nothing has landed before local midnight (the data starts that day).
+    first = stats[stats["event_timestamp"] == pd.Timestamp("2013-01-01 05:00", tz="UTC")]
+    assert (first["flights_28d"] == 0).all()
+
+
+def test_spark_and_duckdb_give_the_same_tables(materialized):
+    from mlops_assets.defs.features.assets import read_warehouse_inputs
+
+    home, _ = materialized
+    first, last = (dt.date.fromisoformat(d) for d in REAL_DAYS)
+    flights, weather = read_warehouse_inputs(home / "warehouse.duckdb", first, last)
+    expected = duckdb_tables(flights, weather, first, last)
+    keys = {
+        "flight_schedule": ["flight_id"],
+        "weather_hourly": ["origin", "event_timestamp"],
+        "delay_stats": ["entity_type", "entity_id", "event_timestamp"],
+    }
+    for table in ff.ALL_TABLES:
+        key = keys.get(table, [table.removeprefix("delay_stats_"), "event_timestamp"])
+        spark_side = read_table(home, table).sort_values(key).reset_index(drop=True)
+        duck_side = expected[table].sort_values(key).reset_index(drop=True)[list(spark_side.columns)]
+        assert len(spark_side) > 0 and len(spark_side) == len(duck_side), table
+        for column in spark_side.columns:
+            a, b = spark_side[column], duck_side[column]
+            if pd.api.types.is_float_dtype(a) or pd.api.types.is_float_dtype(b):
+                np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-9, equal_nan=True)
+            else:
+                assert a.astype(str).tolist() == b.astype(str).tolist(), (table, column)
+
+
+def test_definitions_wire_the_spark_resource(monkeypatch):
+    from mlops_assets.defs.features.definitions import build_definitions
+    from mlops_assets.lib.calendar import daily_partitions
+    from mlops_assets.lib.settings import load_settings
+
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark-connect:15002")
+    from mlops_assets.lib.resources import build_resources
+
+    settings = load_settings({"MLOPS_HOME": os.getcwd()})
+    # The lake comes from the shared resources, as in mlops_assets/definitions.py.
+    shared = dg.Definitions(resources=build_resources(settings))
+    defs = dg.Definitions.merge(build_definitions(settings), shared)
+    with dg.build_resources({"spark": defs.resources["spark"]}) as built:  # EnvVar read at run time
+        assert built.spark.remote == "sc://spark-connect:15002" and built.spark.is_remote
+    assert isinstance(defs.resources["spark"], SparkResource)
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["features", "flight_features"]))
+    assert node.group_name == "features" and node.owners == ["team:ml-platform"]
+    assert set(node.kinds) == {"spark", "parquet"} and node.description
+    assert node.partitions_def == daily_partitions()
+    assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert node.parent_keys == {dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"])}
+    assert node.automation_condition is None
