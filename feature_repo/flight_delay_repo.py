@@ -118,57 +118,40 @@ def build_repo(source_root: str, s3_endpoint_override: str | None = None) -> Rep
         return [Field(name=name, dtype=types[kind]) for name, kind in features.items()]
 
     sources, views = [], []
-    schedule_source = source(
-        "flight_schedule", "Schedule and plane of each flight; known 24 h before the scheduled departure."
-    )
-    sources.append(schedule_source)
-    views.append(
-        FeatureView(
-            name="flight_schedule",
-            entities=[entities["flight"]],
-            ttl=SCHEDULE_TTL,
-            schema=[Field(name="flight_id", dtype=String), *fields(SCHEDULE_FEATURES)],
-            source=schedule_source,
-            online=True,
-            description="Calendar, distance, plane and origin congestion of the scheduled flight.",
-            tags=tags,
-        )
-    )
-    for entity in DELAY_ENTITIES:
-        table = f"delay_stats_{entity}"
-        delay_source = source(
-            table, f"Hourly snapshots of the arrival-delay history per {entity} (arrived flights only)."
-        )
-        sources.append(delay_source)
+
+    def view(table: str, entity: str, key: str, ttl, features: dict[str, str], about: str, description: str):
+        table_source = source(table, about)
+        sources.append(table_source)
         views.append(
             FeatureView(
                 name=table,
                 entities=[entities[entity]],
-                ttl=DELAY_STATS_TTL,
-                schema=[Field(name=entity, dtype=String), *fields(DELAY_FEATURES)],
-                source=delay_source,
+                ttl=ttl,
+                schema=[Field(name=key, dtype=String), *fields(features)],
+                source=table_source,
                 online=True,
-                description=(
-                    f"Flights, late rate and mean arrival delay per {entity} over 1, 7 and 28 days, "
-                    "counting only flights that had arrived before the snapshot."
-                ),
+                description=description,
                 tags=tags,
             )
         )
-    weather_source = source("weather_hourly", "Hourly weather at the origin, stamped when complete (H+1).")
-    sources.append(weather_source)
-    views.append(
-        FeatureView(
-            name="weather_hourly",
-            entities=[entities["origin"]],
-            ttl=WEATHER_TTL,
-            schema=[Field(name="origin", dtype=String), *fields(WEATHER_FEATURES)],
-            source=weather_source,
-            online=True,
-            description="Last complete hour of weather at the origin, plus 3-hour aggregates.",
-            tags=tags,
-        )
-    )
+
+    view(
+        "flight_schedule", "flight", "flight_id", SCHEDULE_TTL, SCHEDULE_FEATURES,
+        "Schedule and plane of each flight; known 24 h before the scheduled departure.",
+        "Calendar, distance, plane and origin congestion of the scheduled flight.",
+    )  # fmt: skip
+    for entity in DELAY_ENTITIES:
+        view(
+            f"delay_stats_{entity}", entity, entity, DELAY_STATS_TTL, DELAY_FEATURES,
+            f"Hourly snapshots of the arrival-delay history per {entity} (arrived flights only).",
+            f"Flights, late rate and mean arrival delay per {entity} over 1, 7 and 28 days, "
+            "counting only flights that had arrived before the snapshot.",
+        )  # fmt: skip
+    view(
+        "weather_hourly", "origin", "origin", WEATHER_TTL, WEATHER_FEATURES,
+        "Hourly weather at the origin, stamped when complete (H+1).",
+        "Last complete hour of weather at the origin, plus 3-hour aggregates.",
+    )  # fmt: skip
     service = FeatureService(
         name=FEATURE_SERVICE,
         features=views,
