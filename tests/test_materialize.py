@@ -83,3 +83,12 @@ def test_a_day_without_rows_is_delivered_as_a_header_only_file_and_materializes_
     assert len(lake.read_parquet("raw/weather/2013-12-31.parquet")) == 0
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"great_expectations_suite": True, "quarantine_rate": True}
+
+
+def test_a_partition_without_a_landed_file_fails_and_names_the_file(reference_ready):
+    landing, lake = reference_ready
+    result = materialize_raw(landing, lake, ["raw/weather"], partition_key="2013-02-01", raise_on_error=False)
+    assert not result.success
+    description = str(result.failure_data_for_node("raw__weather").user_failure_data.description)
+    assert f"no landed file {landing.uri('weather/2013-02-01.csv')} for partition 2013-02-01" in description
+    assert not lake.exists("raw/weather/2013-02-01.parquet")

@@ -59,18 +59,21 @@ class S3ObjectStore(ObjectStore):
         self._s3().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self.head(key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        except FileNotFoundError:
+            return False
         return True
 
     def head(self, key: str) -> StoredObject:
-        response = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(self.uri(key)) from error
+            raise
         return StoredObject(key=key, size=int(response["ContentLength"]), version=response["ETag"].strip('"'))
 
     def uri(self, key: str) -> str:

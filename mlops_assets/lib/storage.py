@@ -53,6 +53,7 @@ class ObjectStore(dg.ConfigurableResource):
         raise NotImplementedError
 
     def head(self, key: str) -> StoredObject:
+        """Size and version of an object; FileNotFoundError when there is none."""
         raise NotImplementedError
 
     # Parquet helpers shared by both implementations.

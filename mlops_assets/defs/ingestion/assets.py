@@ -64,12 +64,13 @@ def ingest(
     batches = []
     for partition in partitions:
         key = landing_key(contract.name, partition)
-        if not landing_zone.exists(key):
+        try:
+            landed = landing_zone.head(key)
+        except FileNotFoundError:
             raise dg.Failure(
                 description=f"no landed file {landing_zone.uri(key)} for partition {partition or '(none)'}; "
                 "replay or deliver it first (see `mlops replay --help`)",
-            )
-        landed = landing_zone.head(key)
+            ) from None
         data = landing_zone.read_bytes(key)
         try:
             raw = read_landed_csv(data, landing_zone.uri(key), contract)
