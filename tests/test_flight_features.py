@@ -377,3 +377,74 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
     assert node.backfill_policy == dg.BackfillPolicy.single_run()
     assert node.parent_keys == {dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"])}
     assert node.automation_condition is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Leakage on the real window: cut the real inputs at a flight's prediction time, recompute, join again.
+
+
+def _inputs_known_at(flights: pa.Table, weather: pa.Table, t: pd.Timestamp) -> tuple[pa.Table, pa.Table]:
+    """What existed at `t`: schedules published (24 h ahead), outcomes of flights that had arrived,
+    weather hours that were complete. Everything else is deleted."""
+    f = flights.to_pandas()
+    f = f[pd.to_datetime(f["sched_dep_utc"], utc=True) - DAY <= t].copy()
+    not_yet = ~(pd.to_datetime(f["arrived_at_utc"], utc=True) <= t)
+    f.loc[not_yet, ["arrived_at_utc", "arr_delay"]] = None
+    w = weather.to_pandas()
+    w = w[pd.to_datetime(w["available_at_utc"], utc=True) <= t]
+    return (
+        pa.Table.from_pandas(f, schema=flights.schema, preserve_index=False),
+        pa.Table.from_pandas(w, schema=weather.schema, preserve_index=False),
+    )
+
+
+def _write_feature_lake(tables: dict[str, pd.DataFrame], home: Path) -> None:
+    """DuckDB's tables in the asset's layout: <home>/lake/features/<table>/<day>.parquet."""
+    for table, frame in tables.items():
+        folder = home / "lake" / "features" / table
+        folder.mkdir(parents=True, exist_ok=True)
+        for day, rows in frame.groupby(ff.DAY_COLUMN):
+            rows.drop(columns=[ff.DAY_COLUMN]).to_parquet(folder / f"{day}.parquet", index=False)
+
+
+def _joined(home: Path, entities: pd.DataFrame) -> pd.DataFrame:
+    import uuid
+
+    from mlops_assets.defs.features.feast_store import FeastResource
+
+    feast = FeastResource(profile="local", home=str(home), project=f"leak_{uuid.uuid4().hex[:8]}")
+    feast.apply()
+    frame = feast.historical_features(entities, "flight_delay_v1")
+    return frame.set_index("flight_id")[sorted(c for c in frame.columns if "__" in c)].astype("float64")
+
+
+def test_no_feature_changes_when_the_real_inputs_are_cut_at_prediction_time(materialized, tmp_path):
+    from mlops_assets.defs.features.assets import read_warehouse_inputs
+    from mlops_assets.defs.features.feast_assets import entity_frame
+
+    home, _ = materialized
+    first, last = (dt.date.fromisoformat(d) for d in REAL_DAYS)
+    flights, weather = read_warehouse_inputs(home / "warehouse.duckdb", first, last)
+    entities = entity_frame(home / "warehouse.duckdb", REAL_DAYS[1], REAL_DAYS[1]).drop(columns="flight_date")
+    # Early, midday and evening flights of the last day: different weather hours and delay snapshots.
+    sample = entities.iloc[[0, len(entities) // 3, len(entities) // 2, len(entities) - 1]]
+    full = _joined(home, sample)  # the Spark asset's files, from the complete inputs
+    assert full.notna().mean().mean() > 0.8  # real values, not an all-null comparison
+
+    for row in sample.itertuples():
+        t = pd.Timestamp(row.event_timestamp)
+        cut_home = tmp_path / f"cut_{row.Index}"
+        known = duckdb_tables(*_inputs_known_at(flights, weather, t), first, last)
+        _write_feature_lake(known, cut_home)
+        again = _joined(cut_home, sample[sample.flight_id == row.flight_id])
+        pd.testing.assert_series_equal(
+            again.loc[row.flight_id], full.loc[row.flight_id], check_names=False, rtol=1e-9
+        )
+
+    # The comparison can fail: cutting three hours earlier hides outcomes and weather the flight may use.
+    row = sample.iloc[-1]
+    early_home = tmp_path / "cut_early"
+    cut = pd.Timestamp(row.event_timestamp) - pd.Timedelta(hours=3)
+    _write_feature_lake(duckdb_tables(*_inputs_known_at(flights, weather, cut), first, last), early_home)
+    earlier = _joined(early_home, sample[sample.flight_id == row.flight_id]).loc[row.flight_id]
+    assert not np.allclose(earlier.to_numpy(), full.loc[row.flight_id].to_numpy(), equal_nan=True)
