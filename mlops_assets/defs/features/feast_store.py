@@ -194,15 +194,45 @@ class FeastResource(dg.ConfigurableResource):
                 buckets = [0] * len(requests)
             parts = []
             for _, part in requests.groupby(buckets):
-                job = store.get_historical_features(
-                    entity_df=part, features=refs, full_feature_names=FULL_FEATURE_NAMES
-                )
-                joined = job.to_df()
+                joined = self._join_view(store, store.get_feature_view(projection.name), refs, part)
                 joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
                 parts.append(joined)
             joined = pd.concat(parts, ignore_index=True) if parts else requests
             result = result.merge(joined, on=[*keys, "event_timestamp"], how="left", validate="many_to_one")
         return result
+
+    def _join_view(self, store, view, refs: list[str], entity_df):
+        """Feast's point-in-time join of one view for `entity_df`.
+
+        With local day files, the view's source is narrowed first to the days that can match (the
+        entity window minus the view's TTL, a day of margin either side) through a folder of symbolic
+        links: the Dask store merges every entity row with every source row of its key before it
+        filters on time, so a chunk of one week would otherwise pay for the whole year. The join
+        itself is Feast's, unchanged (its provider, with a copy of the registered view)."""
+        import tempfile
+
+        source = view.batch_source
+        folder = Path(source.path)
+        if "://" in source.path or not folder.is_dir():
+            job = store.get_historical_features(
+                entity_df=entity_df, features=refs, full_feature_names=FULL_FEATURE_NAMES
+            )
+            return job.to_df()
+        stamps = entity_df["event_timestamp"]
+        first = (stamps.min() - view.ttl).date() - dt.timedelta(days=1)
+        last = stamps.max().date() + dt.timedelta(days=1)
+        with tempfile.TemporaryDirectory(prefix=f"{view.name}-") as narrowed:
+            for file in folder.glob("*.parquet"):
+                day = _day_of(file)
+                if day is None or first <= day <= last:
+                    (Path(narrowed) / file.name).symlink_to(file.resolve())
+            pruned = view.__copy__()
+            pruned.batch_source = type(source).from_proto(source.to_proto())
+            pruned.batch_source.file_options.uri = narrowed
+            job = store._get_provider().get_historical_features(
+                store.config, [pruned], refs, entity_df, store.registry, store.project, FULL_FEATURE_NAMES
+            )
+            return job.to_df()
 
     def online_features(self, entity_rows: list[dict[str, Any]], feature_service: str) -> dict[str, list]:
         store = self.get_store()
@@ -212,3 +242,10 @@ class FeastResource(dg.ConfigurableResource):
             full_feature_names=FULL_FEATURE_NAMES,
         )
         return response.to_dict()
+
+
+def _day_of(path: Path) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(path.stem)
+    except ValueError:
+        return None
