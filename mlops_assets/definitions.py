@@ -17,6 +17,7 @@ def build_definitions(profile: str | None = None) -> dg.Definitions:
     from mlops_assets.defs.features.definitions import build_definitions as features
     from mlops_assets.defs.features.feast_definitions import build_definitions as feature_store
     from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
+    from mlops_assets.defs.training.definitions import build_definitions as training
     from mlops_assets.defs.transform.definitions import build_definitions as transform
     from mlops_assets.lib.resources import build_resources
     from mlops_assets.lib.settings import load_settings
@@ -27,6 +28,7 @@ def build_definitions(profile: str | None = None) -> dg.Definitions:
         transform(settings),
         features(settings),
         feature_store(settings),
+        training(settings),
         dg.Definitions(resources=build_resources(settings)),
     )
 

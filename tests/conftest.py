@@ -12,8 +12,14 @@ import pytest
 from mlops_assets.lib.calendar import partition_range_tags
 from mlops_assets.lib.storage import LocalObjectStore
 
-# Great Expectations would otherwise try to send usage statistics.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Great Expectations, MLflow and Ray would otherwise try to send usage statistics.
+for _name, _value in (
+    ("GX_ANALYTICS_ENABLED", "false"),
+    ("MLFLOW_DISABLE_TELEMETRY", "true"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+    ("DO_NOT_TRACK", "true"),
+):
+    os.environ.setdefault(_name, _value)
 
 FIRST_DAYS = (dt.date(2013, 1, 1), dt.date(2013, 1, 3))  # a small window of real data
 
@@ -70,3 +76,49 @@ def reference_ready(replayed):
     landing, lake = replayed
     materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
     return landing, lake
+
+
+# A small real window for the training stage: three weeks of January, features computed with the
+# DuckDB implementation (tested equal to the Spark asset) so the fixture costs seconds, not a JVM.
+TRAINING_WINDOW = ("2013-01-01", "2013-01-21")
+TRAINING_PLAN = {"holdout_days": 5, "valid_days": 4}
+
+
+@pytest.fixture(scope="session")
+def training_set_home(tmp_path_factory) -> Path:
+    """MLOPS_HOME with a real training set of TRAINING_WINDOW in its lake (and latest.json naming it)."""
+    from mlops_assets.defs.features.assets import read_warehouse_inputs
+    from mlops_assets.defs.features.feast_assets import build_feast_assets
+    from mlops_assets.defs.features.feast_store import FeastResource
+    from mlops_assets.replay import replay
+    from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, run_dbt, transform_definitions
+    from tests.test_flight_features import _write_feature_lake, duckdb_tables
+
+    home = tmp_path_factory.mktemp("training_home")
+    first, last = (dt.date.fromisoformat(d) for d in TRAINING_WINDOW)
+    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
+    replay(landing, first, last)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
+        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
+        materialize_raw(landing, lake, ["raw/flights", "raw/weather"], partition_range=TRAINING_WINDOW)
+        defs = transform_definitions()
+        assert run_dbt(defs, REFERENCE_MODELS).success
+        assert run_dbt(defs, DAILY_MODELS, tags=partition_range_tags(*TRAINING_WINDOW)).success
+    flights, weather = read_warehouse_inputs(home / "warehouse.duckdb", first, last)
+    _write_feature_lake(duckdb_tables(flights, weather, first, last), home)
+    result = dg.materialize(
+        build_feast_assets(),
+        selection=[dg.AssetKey(["features", "feature_views"]), dg.AssetKey(["features", "training_set"])],
+        resources={"feast": FeastResource(profile="local", home=str(home)), "lake": lake},
+        run_config={
+            "ops": {
+                "features__training_set": {
+                    "config": {"start_date": TRAINING_WINDOW[0], "end_date": TRAINING_WINDOW[1]}
+                }
+            }
+        },
+    )
+    assert result.success
+    return home

@@ -9,6 +9,7 @@
 import datetime as dt
 import hashlib
 import io
+import json
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,6 +33,7 @@ ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
 # stamped on D-1, so the flights of D are online even when D's file lands after D-1 was materialized.
 MATERIALIZE_LOOKBACK = dt.timedelta(days=1)
 TRAINING_CHUNK_DAYS = 7
+TRAINING_SET_POINTER = "features/training_set/latest.json"
 
 
 def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
@@ -206,7 +208,8 @@ def build_training_set(feast: FeastResource, entities, feature_service: str):
         "scheduled departure - 2 h; cancelled/diverted excluded) joined point-in-time with the features "
         "of a Feast feature service (default flight_delay_v1). Feast takes, per view, the latest row at or "
         "before the prediction time and within the view's TTL, so no feature comes from the future. "
-        "Written to the lake as features/training_set/<start>_<end>.parquet."
+        "Written to the lake as features/training_set/<start>_<end>.parquet; features/training_set/"
+        "latest.json names it (window, features, content hash) for the training stage."
     ),
 )
 def training_set(
@@ -220,6 +223,18 @@ def training_set(
     frame, refs = build_training_set(feast, entities, config.feature_service)
     key = f"features/training_set/{config.start_date}_{config.end_date}.parquet"
     lake.write_parquet(key, frame)
+    content_hash = canonical_hash(frame)
+    pointer = {
+        "key": key,
+        "window": [config.start_date, config.end_date],
+        "feature_service": config.feature_service,
+        "features": refs,
+        "rows": len(frame),
+        "content_sha256": content_hash,
+        "dagster_run_id": context.run.run_id,
+    }
+    # The training stage reads the set named here: the latest one, with its identity.
+    lake.write_bytes(TRAINING_SET_POINTER, json.dumps(pointer, indent=1).encode())
     null_rates = {c: round(float(frame[c].isna().mean()), 4) for c in refs}
     return dg.MaterializeResult(
         metadata={
@@ -232,7 +247,7 @@ def training_set(
             "label_rate": dg.MetadataValue.float(round(float(frame["label_late"].mean()), 4)),
             "null_rates": dg.MetadataValue.json(null_rates),
             "max_null_rate": dg.MetadataValue.float(max(null_rates.values(), default=0.0)),
-            "content_sha256": canonical_hash(frame),
+            "content_sha256": content_hash,
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         }
     )

@@ -1,0 +1,47 @@
+"""The PyTorch model as an MLflow pyfunc: preprocessing and weights travel together, so
+`mlflow.pyfunc.load_model("models:/flight_delay@champion").predict(frame)` needs nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+
+BUNDLE = "bundle"
+OUTPUT = "probability_late"
+
+
+class FlightDelayModel(mlflow.pyfunc.PythonModel):
+    """Probability that a flight arrives more than 15 minutes late, from its feature-service row."""
+
+    def load_context(self, context) -> None:
+        from mlops_assets.ml.bundle import ModelBundle
+
+        self.bundle = ModelBundle.load(Path(context.artifacts[BUNDLE]), device="cpu")
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return pd.Series(self.bundle.predict(frame), index=frame.index, name=OUTPUT)
+
+
+def pip_requirements() -> list[str]:
+    import importlib.metadata as md
+
+    packages = ("torch", "pandas", "numpy", "scikit-learn", "mlflow")
+    return [f"{name}=={md.version(name)}" for name in packages] + ["mlops-assets"]
+
+
+def log_pytorch_model(bundle_dir: Path, input_example, predictions):
+    """Log the bundle under the active run as `model`; returns mlflow's ModelInfo."""
+    from mlflow.models import infer_signature
+
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=FlightDelayModel(),
+        artifacts={BUNDLE: str(bundle_dir)},
+        signature=infer_signature(input_example, predictions),
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+    )

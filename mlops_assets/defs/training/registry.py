@@ -1,0 +1,109 @@
+"""The model registry's rules: register a challenger, promote only through the gate, roll back, audit.
+
+Aliases are MLflow 3's (`challenger`, `champion`); stages are deprecated. Every alias move is appended to
+the registered model's tag `alias_history` (JSON) and stamped on the version's tags, so who promoted what,
+when and why can always be read back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "alias_history"
+HISTORY_LIMIT = 200  # events kept in the tag (MLflow tag values are bounded)
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    compared_with: str
+    reasons: list[str] = field(default_factory=list)
+
+
+def gate(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    floor: dict[str, float],
+    floor_name: str,
+    min_auc_gain: float,
+    ece_tolerance: float,
+) -> GateDecision:
+    """Better than the champion by `min_auc_gain` ROC-AUC and not worse calibrated (ECE within
+    `ece_tolerance`); with no champion yet, the same against the floor baseline."""
+    reference, name = (champion, CHAMPION) if champion is not None else (floor, floor_name)
+    reasons = []
+    needed = reference["roc_auc"] + min_auc_gain
+    if not candidate["roc_auc"] >= needed:
+        reasons.append(
+            f"roc_auc {candidate['roc_auc']:.4f} < {name} {reference['roc_auc']:.4f} + {min_auc_gain}"
+        )
+    if not candidate["ece"] <= reference["ece"] + ece_tolerance:
+        reasons.append(f"ece {candidate['ece']:.4f} > {name} {reference['ece']:.4f} + {ece_tolerance}")
+    return GateDecision(passed=not reasons, compared_with=name, reasons=reasons)
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def history(client, name: str) -> list[dict]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        return []
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def move_alias(client, name: str, alias: str, version: str, action: str, by: str, reason: str) -> dict:
+    """Point `alias` at `version` and record the move (previous holder included)."""
+    previous = alias_version(client, name, alias)
+    client.set_registered_model_alias(name, alias, str(version))
+    event = {
+        "alias": alias,
+        "version": str(version),
+        "previous": previous,
+        "action": action,
+        "by": by,
+        "reason": reason,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    events = ([*history(client, name), event])[-HISTORY_LIMIT:]
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(events))
+    client.set_model_version_tag(name, str(version), f"{alias}_since", event["at"])
+    return event
+
+
+def promote(client, name: str, version: str, by: str, reason: str) -> dict:
+    """Make `version` the champion (the gate already passed, or a person decided so)."""
+    client.get_model_version(name, str(version))  # fails clearly for a version that does not exist
+    return move_alias(client, name, CHAMPION, str(version), "promote", by, reason)
+
+
+def rollback(client, name: str, by: str) -> dict:
+    """Give `champion` back to the version that held it before the current one."""
+    current = alias_version(client, name, CHAMPION)
+    if current is None:
+        raise LookupError(f"registered model {name!r} has no {CHAMPION} to roll back")
+    # The promotion that made the current champion says who held the alias before it; a rollback's own
+    # event is skipped, so rolling back twice walks further back instead of undoing the first rollback.
+    moves = [
+        e
+        for e in history(client, name)
+        if e["alias"] == CHAMPION and e["version"] == current and e["action"] == "promote"
+    ]
+    previous = moves[-1]["previous"] if moves else None
+    if previous is None:
+        raise LookupError(
+            f"{name} version {current} is the first {CHAMPION}: there is nothing to roll back to"
+        )
+    return move_alias(client, name, CHAMPION, previous, "rollback", by, f"rolled back from version {current}")

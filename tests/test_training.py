@@ -1,0 +1,317 @@
+"""The training stage on a real three-week window, on the CPU, against a local MLflow store.
+
+1. the training core: split, preprocessing fitted on training days only, determinism;
+2. the graph: Ray Tune trials as nested MLflow runs, the model run's lineage, the evaluation, the first
+   champion, loaded by its alias in a fresh process;
+3. the gate: a model trained on shuffled labels becomes challenger and is NOT promoted;
+4. promotion and rollback through `mlops model`, with the alias history kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TRAINING_PLAN, TRAINING_WINDOW
+
+PROBE = Path(__file__).parent / "probes" / "load_champion.py"
+TUNING = {"num_samples": 2, "max_epochs": 2, "grace_period": 1}
+TRAINING_KEYS = [
+    dg.AssetKey(["models", name])
+    for name in (
+        "tuned_hyperparameters",
+        "baselines",
+        "flight_delay_model",
+        "model_evaluation",
+        "registered_model",
+    )
+]
+
+
+def training_resources(home: Path, tracking_uri: str | None = None) -> dict:
+    from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
+    from mlops_assets.lib.storage import LocalObjectStore
+
+    mlflow_dir = home / "mlflow"
+    tracking = tracking_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    return {
+        "mlflow": MlflowResource(
+            tracking_uri=tracking,
+            artifact_location=None if tracking_uri else (mlflow_dir / "artifacts").as_uri(),
+        ),
+        "compute": ComputeResource(device="cpu", num_cpus=2),
+        "training": TrainingPlan(home=str(home), **TRAINING_PLAN),
+        "lake": LocalObjectStore(root=str(home / "lake")),
+    }
+
+
+def run_training(resources: dict, selection=None, ops: dict | None = None) -> dg.ExecuteInProcessResult:
+    from mlops_assets.defs.training.assets import build_training_assets
+
+    config = {"models__tuned_hyperparameters": {"config": TUNING}, **(ops or {})}
+    return dg.materialize(
+        build_training_assets(),
+        selection=selection or TRAINING_KEYS,
+        resources=resources,
+        run_config={"ops": {k: v for k, v in config.items() if selection is None or k in _ops(selection)}},
+    )
+
+
+def _ops(selection) -> set[str]:
+    return {"__".join(key.path) for key in selection}
+
+
+def metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def training_frame(home: Path) -> pd.DataFrame:
+    pointer = json.loads((home / "lake" / "features" / "training_set" / "latest.json").read_text())
+    return pd.read_parquet(home / "lake" / pointer["key"])
+
+
+# ---- the core -------------------------------------------------------------------------------------------
+
+
+def test_split_is_temporal_and_preprocessing_sees_only_training_days(training_set_home):
+    from mlops_assets.ml.data import categorical_columns, local_days, numeric_columns, temporal_split
+    from mlops_assets.ml.preprocessing import Preprocessor
+
+    frame = training_frame(training_set_home)
+    split = temporal_split(frame, **TRAINING_PLAN)
+    assert len(split.train) + len(split.valid) + len(split.holdout) == len(frame)
+    assert local_days(split.train).max() < local_days(split.valid).min()
+    assert local_days(split.valid).max() < local_days(split.holdout).min()
+    assert local_days(split.holdout).nunique() == TRAINING_PLAN["holdout_days"]
+    assert str(local_days(split.holdout).max()) == TRAINING_WINDOW[1]
+
+    prep = Preprocessor.fit(split.train, categorical_columns(frame), numeric_columns(frame))
+    column = "weather_hourly__temp"
+    grid = np.linspace(0, 1, len(prep.quantiles[column]))
+    assert prep.median[column] == pytest.approx(split.train[column].median())
+    assert prep.quantiles[column] == pytest.approx(np.quantile(split.train[column].dropna(), grid).tolist())
+    assert prep.quantiles[column] != pytest.approx(np.quantile(frame[column].dropna(), grid).tolist())
+    # A destination first seen after the training days maps to the "unseen" index 0, never a new one.
+    unseen = set(split.holdout["dest"]) - set(split.train["dest"])
+    codes, numbers = prep.transform(pd.concat([split.train.head(3), split.holdout]))
+    assert codes.min() >= 0 and np.isfinite(numbers).all()
+    if unseen:
+        rows = split.holdout["dest"].isin(unseen).to_numpy()
+        assert (codes[3:][rows, prep.categorical.index("dest")] == 0).all()
+    with pytest.raises(KeyError, match="weather_hourly__temp"):
+        prep.transform(split.holdout.drop(columns=[column]))
+
+
+def test_training_is_seeded_and_deterministic_on_cpu(training_set_home):
+    import torch
+
+    from mlops_assets.ml.data import LABEL, categorical_columns, numeric_columns, temporal_split
+    from mlops_assets.ml.fit import HyperParameters, Tensors, fit
+    from mlops_assets.ml.preprocessing import Preprocessor
+
+    frame = training_frame(training_set_home)
+    split = temporal_split(frame, **TRAINING_PLAN)
+    prep = Preprocessor.fit(split.train, categorical_columns(frame), numeric_columns(frame))
+    cpu = torch.device("cpu")
+    train, valid = (Tensors.build(prep, part, LABEL, cpu) for part in (split.train, split.valid))
+    hp = HyperParameters(max_epochs=5, patience=5)
+    first, second = fit(prep, train, valid, hp, seed=7), fit(prep, train, valid, hp, seed=7)
+    other = fit(prep, train, valid, hp, seed=8)
+    for name, weights in first.model.state_dict().items():
+        assert torch.equal(weights, second.model.state_dict()[name]), name
+    learned = ("train_loss", "val_loss", "val_auc")
+    assert [[h[k] for k in learned] for h in first.history] == [
+        [h[k] for k in learned] for h in second.history
+    ]
+    assert first.history[-1]["val_loss"] != other.history[-1]["val_loss"]
+    assert 0.55 < first.best["val_auc"] < 0.85  # learns something, leaks nothing (a hard 4-day validation)
+
+
+def test_gate_rules():
+    from mlops_assets.defs.training.registry import gate
+
+    floor = {"roc_auc": 0.68, "ece": 0.02}
+    champion = {"roc_auc": 0.72, "ece": 0.02}
+    assert gate({"roc_auc": 0.70, "ece": 0.02}, None, floor, "logistic_regression", 0.002, 0.01).passed
+    refused = gate({"roc_auc": 0.681, "ece": 0.02}, None, floor, "logistic_regression", 0.002, 0.01)
+    assert not refused.passed and refused.compared_with == "logistic_regression"
+    assert not gate({"roc_auc": 0.721, "ece": 0.02}, champion, floor, "lr", 0.002, 0.01).passed
+    assert gate({"roc_auc": 0.723, "ece": 0.025}, champion, floor, "lr", 0.002, 0.01).passed
+    worse_calibrated = gate({"roc_auc": 0.75, "ece": 0.05}, champion, floor, "lr", 0.002, 0.01)
+    assert not worse_calibrated.passed and "ece" in worse_calibrated.reasons[0]
+
+
+# ---- the graph -----------------------------------------------------------------------------------------
+
+
+# Twelve training days are too few for the network to beat logistic regression (measured on this window:
+# ROC-AUC about 0.65 against 0.69; on January-March it is level with the trees, see bench/training_bench.py).
+# The first registration therefore relaxes the floor: these tests are about registration, aliases and
+# lineage; the gate's rules are tested above and its refusal below, with the default thresholds.
+RELAXED_FLOOR = {"models__registered_model": {"config": {"min_auc_gain": -0.2, "ece_tolerance": 0.5}}}
+
+
+@pytest.fixture(scope="module")
+def trained(training_set_home):
+    """The whole training graph once: the first model becomes champion."""
+    resources = training_resources(training_set_home)
+    result = run_training(resources, ops=RELAXED_FLOOR)
+    assert result.success
+    return training_set_home, resources, result
+
+
+def test_tuning_runs_trials_as_nested_mlflow_runs(trained):
+    home, resources, result = trained
+    tuned = metadata(result, TRAINING_KEYS[0])
+    assert tuned["trial_count"] == TUNING["num_samples"] and tuned["parallel_trials"] == 2
+    assert set(tuned["best_hyperparameters"]) >= {"learning_rate", "width", "depth", "dropout", "batch_size"}
+    assert tuned["wall_s"] > 0 and tuned["ideal_s (trial time / parallelism)"] > 0
+    client = resources["mlflow"].client()
+    experiment = client.get_experiment_by_name("flight_delay")
+    record = json.loads((home / "lake" / "models" / "tuned_hyperparameters.json").read_text())
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{record['mlflow_run_id']}'"
+    )
+    assert len(children) == TUNING["num_samples"]
+    assert all("val_auc" in run.data.metrics for run in children)
+
+
+def test_model_run_carries_lineage_and_per_epoch_metrics(trained):
+    home, resources, result = trained
+    record = json.loads((home / "lake" / "models" / "flight_delay_model.json").read_text())
+    client = resources["mlflow"].client()
+    run = client.get_run(record["run_id"])
+    tags = run.data.tags
+    pointer = json.loads((home / "lake" / "features" / "training_set" / "latest.json").read_text())
+    assert tags["dagster.run_id"] == result.run_id
+    assert tags["training_set.sha256"] == pointer["content_sha256"]
+    assert tags["training_window"] == "..".join(TRAINING_WINDOW)
+    assert tags["feature_service"] == "flight_delay_v1"
+    assert run.data.params["learning_rate"] and run.data.params["train_rows"]
+    history = client.get_metric_history(record["run_id"], "member0/val_auc")  # first of the seed ensemble
+    assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 2
+    assert run.data.params["ensemble_size"] == "5" and client.get_metric_history(
+        record["run_id"], "member4/val_auc"
+    )
+    assert run.data.metrics["train_samples_per_second"] > 0
+    assert run.data.metrics["holdout_roc_auc"] > 0.6  # logged by the evaluation
+    artifacts = {a.path for a in client.list_artifacts(record["run_id"], "evaluation")}
+    assert "evaluation/calibration.png" in artifacts and "evaluation/holdout_by_carrier.csv" in artifacts
+
+
+def test_evaluation_compares_models_on_the_same_holdout(trained):
+    _, _, result = trained
+    evaluation = metadata(result, TRAINING_KEYS[3])
+    for model in ("candidate", "logistic_regression", "hist_gradient_boosting"):
+        assert 0.6 < evaluation[f"{model}/roc_auc"] < 0.85, model
+    assert "champion/roc_auc" not in evaluation  # the first run has no champion
+    assert "| candidate" in evaluation["comparison"] and "pr_auc" in evaluation["comparison"]
+    assert Path(evaluation["calibration_plot"]).stat().st_size > 10_000
+    assert checks(result)["plausible_holdout_metrics"].passed
+
+
+def test_first_model_becomes_champion_and_loads_by_alias_in_a_fresh_process(trained):
+    home, resources, result = trained
+    registered = metadata(result, TRAINING_KEYS[4])
+    assert registered["version"] == "1" and registered["champion"] == "1" and registered["promoted"]
+    assert checks(result)["promotion_gate"].passed
+    frame = training_frame(home).tail(50)
+    out = probe_champion(resources["mlflow"].tracking_uri, frame, home)
+    assert out["version"] == "1"
+    probabilities = np.array(out["probabilities"])
+    assert probabilities.shape == (50,) and ((probabilities > 0) & (probabilities < 1)).all()
+
+    import mlflow
+
+    resources["mlflow"].activate()
+    in_process = mlflow.pyfunc.load_model("models:/flight_delay@champion").predict(_model_inputs(frame))
+    np.testing.assert_allclose(in_process.to_numpy(), probabilities, rtol=1e-5)
+
+
+def _model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    from mlops_assets.defs.training.data import model_input_frame
+    from mlops_assets.ml.data import categorical_columns, numeric_columns
+
+    return model_input_frame(frame, categorical_columns(frame), numeric_columns(frame))
+
+
+def probe_champion(tracking_uri: str, frame: pd.DataFrame, home: Path, env: dict | None = None) -> dict:
+    """Load models:/flight_delay@champion in a new Python process and score `frame`."""
+    rows = home / "probe_rows.parquet"
+    _model_inputs(frame).to_parquet(rows)
+    completed = subprocess.run(
+        [sys.executable, str(PROBE), tracking_uri, str(rows)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def refused(trained):
+    """A second model, trained on shuffled labels, through training, evaluation and the registry."""
+    _, resources, _ = trained
+    keys = TRAINING_KEYS[2:]
+    result = run_training(
+        resources, selection=keys, ops={"models__flight_delay_model": {"config": {"shuffle_labels": True}}}
+    )
+    assert result.success
+    return result
+
+
+def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(trained, refused):
+    _, resources, _ = trained
+    evaluation = metadata(refused, TRAINING_KEYS[3])
+    assert evaluation["candidate/roc_auc"] < 0.6 < evaluation["champion/roc_auc"]
+    registered = metadata(refused, TRAINING_KEYS[4])
+    assert registered["version"] == "2" and not registered["promoted"]
+    assert registered["champion"] == "1" and registered["compared_with"] == "champion"
+    gate = checks(refused)["promotion_gate"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+    client = resources["mlflow"].client()
+    assert str(client.get_model_version_by_alias("flight_delay", "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias("flight_delay", "champion").version) == "1"
+    assert client.get_model_version("flight_delay", "2").tags["gate"] == "refused"
+
+
+def test_promote_and_rollback_commands_keep_the_alias_history(trained, refused, monkeypatch, capsys):
+    from mlops_assets.cli import main
+
+    home, resources, _ = trained
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLOPS_PROFILE", "local")
+    client = resources["mlflow"].client()
+
+    assert main(["model", "promote", "--version", "2", "--reason", "manual override in a test"]) == 0
+    assert str(client.get_model_version_by_alias("flight_delay", "champion").version) == "2"
+    assert main(["model", "rollback"]) == 0
+    assert str(client.get_model_version_by_alias("flight_delay", "champion").version) == "1"
+    with pytest.raises(SystemExit, match="first champion"):
+        main(["model", "rollback"])
+    assert main(["model", "history"]) == 0
+    printed = capsys.readouterr().out
+    assert "rollback" in printed and "manual override in a test" in printed
+    events = json.loads(client.get_registered_model("flight_delay").tags["alias_history"])
+    assert [(e["alias"], e["action"], e["version"], e["previous"]) for e in events] == [
+        ("challenger", "register", "1", None),
+        ("champion", "promote", "1", None),
+        ("challenger", "register", "2", "1"),
+        ("champion", "promote", "2", "1"),
+        ("champion", "rollback", "1", "2"),
+    ]
