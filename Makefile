@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 export MLOPS_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 export GX_ANALYTICS_ENABLED ?= false
+# No usage reporting from MLflow, Ray or anything else that honours DO_NOT_TRACK.
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export RAY_USAGE_STATS_ENABLED ?= 0
+export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup demo test ui lint bench dbt-manifest clean

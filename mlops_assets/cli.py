@@ -3,6 +3,9 @@
 mlops replay --start 2013-01-01 --end 2013-01-31   deliver days of data into the landing zone
 mlops demo                                          replay a window and materialize it (the quick start)
 mlops summary                                       what the lake holds and what was quarantined
+mlops model show|history                            the registered model's aliases and their history
+mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
+mlops model rollback                                give champion back to the previous champion
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import time
 from pathlib import Path
 
 DEFAULT_START = "2013-01-01"
-DEFAULT_END = "2013-01-31"
+DEFAULT_END = "2013-03-31"
 # The demo's runs, in graph order: reference tables, then the window of daily assets as one single-run
 # backfill, then the feature store (apply, online store for the window, training set of the window).
 REFERENCE_SELECTION = "raw/airlines,raw/airports,raw/planes,stg_airlines,stg_airports,stg_planes"
 DAILY_SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights,features/flight_features"
 TRAINING_SET_OP = "features__training_set"
+TRAINING_SELECTION = (
+    "models/tuned_hyperparameters,models/baselines,models/flight_delay_model,"
+    "models/model_evaluation,models/registered_model"
+)
 
 
 def _date(text: str) -> dt.date:
@@ -103,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     materialize("features/online_store", window)
     dates = {"start_date": args.start.isoformat(), "end_date": args.end.isoformat()}
     materialize("features/training_set", ops={TRAINING_SET_OP: {"config": dates}})
+    materialize(TRAINING_SELECTION)
     print(
         f"materialized {args.start}..{args.end} in {time.perf_counter() - started:.1f}s "
         f"(DAGSTER_HOME={home})\n"
@@ -114,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def print_summary() -> None:
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.summary import features_summary, lake_summary, warehouse_summary
+    from mlops_assets.lib.summary import features_summary, lake_summary, models_summary, warehouse_summary
 
     settings = load_settings()
     lake = _lake()
@@ -122,12 +130,52 @@ def print_summary() -> None:
     if settings.profile == "local":
         lines += warehouse_summary(settings.home / "warehouse.duckdb")
     lines += features_summary(lake)
+    lines += models_summary(lake)
     for line in lines:
         print(line)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     print_summary()
+    return 0
+
+
+def _registry():
+    """(client, model name) of the profile's MLflow registry."""
+    import dagster as dg
+
+    from mlops_assets.defs.training.definitions import mlflow_resource
+    from mlops_assets.lib.settings import load_settings
+
+    with dg.build_resources({"mlflow": mlflow_resource(load_settings())}) as built:
+        return built.mlflow.client(), built.mlflow.model_name
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    import getpass
+
+    from mlops_assets.defs.training import registry
+
+    client, name = _registry()
+    by = f"cli:{getpass.getuser()}"
+    try:
+        if args.action == "promote":
+            event = registry.promote(client, name, args.version, by, args.reason or "manual promotion")
+            print(f"{name}: champion is version {event['version']} (was {event['previous']})")
+        elif args.action == "rollback":
+            event = registry.rollback(client, name, by)
+            print(f"{name}: champion rolled back to version {event['version']} (was {event['previous']})")
+        elif args.action == "history":
+            for event in registry.history(client, name):
+                print(
+                    f"{event['at']}  {event['alias']:<10} -> v{event['version']:<4} {event['action']:<8} "
+                    f"(was {event['previous']}) by {event['by']}: {event['reason']}"
+                )
+        else:
+            for alias in (registry.CHAMPION, registry.CHALLENGER):
+                print(f"{name}@{alias}: version {registry.alias_version(client, name, alias)}")
+    except LookupError as error:
+        raise SystemExit(str(error)) from None
     return 0
 
 
@@ -148,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("summary", help="what the lake holds and what was quarantined").set_defaults(
         handler=cmd_summary
     )
+    model = commands.add_parser("model", help="the registered model: show, history, promote, rollback")
+    model.add_argument("action", choices=["show", "history", "promote", "rollback"])
+    model.add_argument("--version", help="the version to promote")
+    model.add_argument("--reason", help="why (kept in the alias history)")
+    model.set_defaults(handler=cmd_model)
     args = parser.parse_args(argv)
+    if getattr(args, "action", None) == "promote" and not args.version:
+        parser.error("model promote needs --version")
     return args.handler(args)
 
 

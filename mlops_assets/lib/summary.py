@@ -62,3 +62,31 @@ def _row_count(lake: ObjectStore, key: str, pq) -> int:
     import io
 
     return pq.ParquetFile(io.BytesIO(lake.read_bytes(key))).metadata.num_rows
+
+
+def models_summary(lake: ObjectStore) -> list[str]:
+    """The last registration and the holdout figures of every model evaluated with it."""
+    import json
+
+    if not lake.exists("models/registered_model.json"):
+        return []
+    registered = json.loads(lake.read_bytes("models/registered_model.json"))
+    outcome = (
+        "promoted to champion"
+        if registered["promoted"]
+        else "kept as challenger: " + "; ".join(registered["reasons"])
+    )
+    lines = [
+        f"model registry: {registered['model_name']} version {registered['version']} {outcome}",
+        f"champion: version {registered['champion']} "
+        f'(mlflow.pyfunc.load_model("models:/{registered["model_name"]}@champion"))',
+        "holdout metrics (same rows for every model):",
+        f"  {'model':<24}{'roc_auc':>9}{'pr_auc':>9}{'log_loss':>10}{'brier':>8}{'ece':>8}",
+    ]
+    names = {"candidate": f"pytorch v{registered['version']}", "champion": "previous champion"}
+    for model, m in registered["metrics"].items():
+        lines.append(
+            f"  {names.get(model, model):<24}{m['roc_auc']:>9.4f}{m['pr_auc']:>9.4f}{m['log_loss']:>10.4f}"
+            f"{m['brier']:>8.4f}{m['ece']:>8.4f}"
+        )
+    return lines
