@@ -576,6 +576,7 @@ class RegistryConfig(dg.Config):
     floor_baseline: str = Field(
         default="logistic_regression", description="The baseline the first model must beat (no champion yet)."
     )
+    floor_margin: float = Field(default=0.0, description="ROC-AUC the first model must add to the floor.")
 
 
 @dg.asset(
@@ -652,6 +653,7 @@ def registered_model(
         config.floor_baseline,
         config.min_auc_gain,
         config.ece_tolerance,
+        config.floor_margin,
     )
     client.set_model_version_tag(
         mlflow.model_name, version, "gate", "passed" if decision.passed else "refused"

@@ -30,15 +30,21 @@ def gate(
     floor_name: str,
     min_auc_gain: float,
     ece_tolerance: float,
+    floor_margin: float = 0.0,
 ) -> GateDecision:
     """Better than the champion by `min_auc_gain` ROC-AUC and not worse calibrated (ECE within
-    `ece_tolerance`); with no champion yet, the same against the floor baseline."""
-    reference, name = (champion, CHAMPION) if champion is not None else (floor, floor_name)
+    `ece_tolerance`). With no champion yet, the same against the floor baseline, which the first
+    model must beat by `floor_margin` (strictly, when 0)."""
+    if champion is not None:
+        reference, name, margin = champion, CHAMPION, min_auc_gain
+    else:
+        reference, name, margin = floor, floor_name, floor_margin
     reasons = []
-    needed = reference["roc_auc"] + min_auc_gain
-    if not candidate["roc_auc"] >= needed:
+    needed = reference["roc_auc"] + margin
+    beats = candidate["roc_auc"] > needed if margin == 0 else candidate["roc_auc"] >= needed
+    if not beats:
         reasons.append(
-            f"roc_auc {candidate['roc_auc']:.4f} < {name} {reference['roc_auc']:.4f} + {min_auc_gain}"
+            f"roc_auc {candidate['roc_auc']:.4f} does not beat {name} {reference['roc_auc']:.4f} + {margin}"
         )
     if not candidate["ece"] <= reference["ece"] + ece_tolerance:
         reasons.append(f"ece {candidate['ece']:.4f} > {name} {reference['ece']:.4f} + {ece_tolerance}")
