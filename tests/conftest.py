@@ -78,6 +78,24 @@ def reference_ready(replayed):
     return landing, lake
 
 
+def build_real_warehouse(home: Path, window: tuple[str, str]) -> LocalObjectStore:
+    """Real days replayed into `home`, the raw assets and dbt materialized; returns the lake."""
+    from mlops_assets.replay import replay
+    from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, run_dbt, transform_definitions
+
+    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
+    replay(landing, dt.date.fromisoformat(window[0]), dt.date.fromisoformat(window[1]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
+        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
+        materialize_raw(landing, lake, ["raw/flights", "raw/weather"], partition_range=window)
+        defs = transform_definitions()
+        assert run_dbt(defs, REFERENCE_MODELS).success
+        assert run_dbt(defs, DAILY_MODELS, tags=partition_range_tags(*window)).success
+    return lake
+
+
 # A small real window for the training stage: three weeks of January, features computed with the
 # DuckDB implementation (tested equal to the Spark asset) so the fixture costs seconds, not a JVM.
 TRAINING_WINDOW = ("2013-01-01", "2013-01-21")
@@ -90,22 +108,11 @@ def training_set_home(tmp_path_factory) -> Path:
     from mlops_assets.defs.features.assets import read_warehouse_inputs
     from mlops_assets.defs.features.feast_assets import build_feast_assets
     from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.replay import replay
-    from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, run_dbt, transform_definitions
     from tests.test_flight_features import _write_feature_lake, duckdb_tables
 
     home = tmp_path_factory.mktemp("training_home")
     first, last = (dt.date.fromisoformat(d) for d in TRAINING_WINDOW)
-    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
-    replay(landing, first, last)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
-        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
-        materialize_raw(landing, lake, ["raw/flights", "raw/weather"], partition_range=TRAINING_WINDOW)
-        defs = transform_definitions()
-        assert run_dbt(defs, REFERENCE_MODELS).success
-        assert run_dbt(defs, DAILY_MODELS, tags=partition_range_tags(*TRAINING_WINDOW)).success
+    lake = build_real_warehouse(home, TRAINING_WINDOW)
     flights, weather = read_warehouse_inputs(home / "warehouse.duckdb", first, last)
     _write_feature_lake(duckdb_tables(flights, weather, first, last), home)
     result = dg.materialize(

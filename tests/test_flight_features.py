@@ -246,29 +246,10 @@ def test_schedule_congestion_and_calendar(synthetic, engine):
 
 @pytest.fixture(scope="module")
 def real_home(tmp_path_factory):
-    from mlops_assets.lib.storage import LocalObjectStore
-    from mlops_assets.replay import replay
-    from tests.conftest import materialize_raw
-    from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, run_dbt, transform_definitions
+    from tests.conftest import build_real_warehouse
 
     home = tmp_path_factory.mktemp("features_home")
-    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
-    replay(landing, dt.date.fromisoformat(REAL_DAYS[0]), dt.date.fromisoformat(REAL_DAYS[1]))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
-        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
-        materialize_raw(landing, lake, ["raw/flights", "raw/weather"], partition_range=REAL_DAYS)
-        defs = transform_definitions()
-        assert run_dbt(defs, REFERENCE_MODELS).success
-        assert run_dbt(
-            defs,
-            DAILY_MODELS,
-            tags={
-                "dagster/asset_partition_range_start": REAL_DAYS[0],
-                "dagster/asset_partition_range_end": REAL_DAYS[1],
-            },
-        ).success
+    build_real_warehouse(home, REAL_DAYS)
     return home
 
 
