@@ -304,6 +304,16 @@ def test_promote_and_rollback_commands_keep_the_alias_history(trained, refused, 
 
     assert main(["model", "promote", "--version", "2", "--reason", "manual override in a test"]) == 0
     assert str(client.get_model_version_by_alias("flight_delay", "champion").version) == "2"
+    # The last evaluation scored version 1 as champion: registering against it now would be stale.
+    from mlops_assets.defs.training.assets import build_training_assets
+
+    stale = dg.materialize(
+        build_training_assets(), selection=[TRAINING_KEYS[4]], resources=resources, raise_on_error=False
+    )
+    assert not stale.success
+    assert "materialize models/model_evaluation again" in str(stale.failure_data_for_node(
+        "models__registered_model").user_failure_data.description)  # fmt: skip
+    assert len(client.search_model_versions("name = 'flight_delay'")) == 2
     assert main(["model", "rollback"]) == 0
     assert str(client.get_model_version_by_alias("flight_delay", "champion").version) == "1"
     with pytest.raises(SystemExit, match="first champion"):

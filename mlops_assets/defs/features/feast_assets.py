@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource
+from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource, day_of_file
 from mlops_assets.lib.calendar import daily_partitions
 from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.storage import ObjectStore
@@ -89,7 +89,7 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
         files = [
             str(p)
             for p in sorted(folder.glob("*.parquet"))
-            if _day_of(p) is None or first <= _day_of(p) <= last
+            if day_of_file(p) is None or first <= day_of_file(p) <= last
         ]
         key = view.join_keys[0]
         if not files:
@@ -101,13 +101,6 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
         )
         counts[view.name] = len(set(table.column(key).to_pylist()))
     return counts
-
-
-def _day_of(path: Path) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(path.stem)
-    except ValueError:
-        return None
 
 
 @dg.asset(

@@ -223,7 +223,7 @@ class FeastResource(dg.ConfigurableResource):
         last = stamps.max().date() + dt.timedelta(days=1)
         with tempfile.TemporaryDirectory(prefix=f"{view.name}-") as narrowed:
             for file in folder.glob("*.parquet"):
-                day = _day_of(file)
+                day = day_of_file(file)
                 if day is None or first <= day <= last:
                     (Path(narrowed) / file.name).symlink_to(file.resolve())
             pruned = view.__copy__()
@@ -244,7 +244,8 @@ class FeastResource(dg.ConfigurableResource):
         return response.to_dict()
 
 
-def _day_of(path: Path) -> dt.date | None:
+def day_of_file(path: Path) -> dt.date | None:
+    """The day of a `<YYYY-MM-DD>.parquet` feature file; None for any other name."""
     try:
         return dt.date.fromisoformat(path.stem)
     except ValueError:

@@ -627,9 +627,16 @@ def registered_model(
         "holdout": evaluation["holdout"],
         **{f"holdout_{k}": f"{v:.6f}" for k, v in candidate.items()},
     }
+    champion_before = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
+    # The evaluation scored the champion of its time on this holdout; if the alias moved since, the
+    # gate would judge against stale figures, so nothing is registered until the evaluation reruns.
+    if str(champion_before) != str(evaluation["champion_version"]):
+        raise dg.Failure(
+            f"the champion is version {champion_before} but the evaluation scored version "
+            f"{evaluation['champion_version']}; materialize models/model_evaluation again"
+        )
     registered = mlflow_api.register_model(evaluation["candidate"]["model_uri"], mlflow.model_name, tags=tags)
     version = str(registered.version)
-    champion_before = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
     registry.move_alias(
         client,
         mlflow.model_name,
@@ -639,13 +646,6 @@ def registered_model(
         context.run.run_id,
         "new model from the training graph",
     )
-    # The champion was scored on this holdout by the evaluation; a champion that changed since is
-    # not judged here, and the gate refuses rather than compare against stale figures.
-    if champion_before is not None and str(champion_before) != str(evaluation["champion_version"]):
-        raise dg.Failure(
-            f"the champion is version {champion_before} but the evaluation scored version "
-            f"{evaluation['champion_version']}; materialize models/model_evaluation again"
-        )
     decision = registry.gate(
         candidate,
         metrics.get("champion"),
