@@ -1,6 +1,6 @@
 """Features benchmark: the Spark feature job for all of 2013, and Spark vs DuckDB as the data grows.
 
-    .venv/bin/python bench/features_bench.py                    # scales 1, 10, 100 (100x: ~10 min on 2 cores)
+    .venv/bin/python bench/features_bench.py                    # scales 1, 10, 100 (100x: ~8 min on 2 cores)
     .venv/bin/python bench/features_bench.py --scales 1,10      # without the 34M-row run
     .venv/bin/python bench/features_bench.py --quick            # smoke run: 1x, January only
 
