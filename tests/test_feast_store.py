@@ -314,6 +314,7 @@ def _synthetic_warehouse(home: Path, entities: pd.DataFrame) -> None:
 def test_assets_materialize_in_process(tmp_path):
     from mlops_assets.defs.features.feast_assets import build_feast_assets
     from mlops_assets.defs.features.feast_definitions import build_definitions
+    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
     from mlops_assets.lib.settings import Settings
     from mlops_assets.lib.storage import LocalObjectStore
 
@@ -322,7 +323,11 @@ def test_assets_materialize_in_process(tmp_path):
     _synthetic_warehouse(home, entities)
     defs = build_definitions(Settings(profile="local", home=home))
     assert isinstance(defs.resources["feast"], FeastResource)
-    resources = {"feast": _store(home), "lake": LocalObjectStore(root=str(home / "lake"))}
+    resources = {
+        "feast": _store(home),
+        "lake": LocalObjectStore(root=str(home / "lake")),
+        "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
+    }
     assets = build_feast_assets()
 
     applied = dg.materialize(assets, selection=["features/feature_views"], resources=resources)

@@ -256,6 +256,7 @@ def real_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def materialized(real_home, spark):
     from mlops_assets.defs.features.definitions import build_definitions
+    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.lib.storage import LocalObjectStore
@@ -267,6 +268,7 @@ def materialized(real_home, spark):
         resources={
             "spark": SparkResource(master="local[2]"),
             "lake": LocalObjectStore(root=str(real_home / "lake")),
+            "warehouse": DuckDBWarehouse(path=str(real_home / "warehouse.duckdb")),
         },
         tags=partition_range_tags(*REAL_DAYS),
     )
@@ -342,11 +344,15 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
     from mlops_assets.lib.settings import load_settings
 
     monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark-connect:15002")
+    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, warehouse_resource
     from mlops_assets.lib.resources import build_resources
 
     settings = load_settings({"MLOPS_HOME": os.getcwd()})
-    # The lake comes from the shared resources, as in mlops_assets/definitions.py.
-    shared = dg.Definitions(resources=build_resources(settings))
+    # The lake comes from the shared resources and the warehouse from the transform stage, as in
+    # mlops_assets/definitions.py.
+    warehouse = warehouse_resource(settings)
+    assert isinstance(warehouse, DuckDBWarehouse) and warehouse.path.endswith("warehouse.duckdb")
+    shared = dg.Definitions(resources={**build_resources(settings), "warehouse": warehouse})
     defs = dg.Definitions.merge(build_definitions(settings), shared)
     with dg.build_resources({"spark": defs.resources["spark"]}) as built:  # EnvVar read at run time
         assert built.spark.remote == "sc://spark-connect:15002" and built.spark.is_remote
@@ -357,7 +363,7 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
     assert node.partitions_def == daily_partitions()
     assert node.backfill_policy == dg.BackfillPolicy.single_run()
     assert node.parent_keys == {dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"])}
-    assert node.automation_condition is None
+    assert node.automation_condition.get_label() == "on new data, upstream checks passed"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -380,12 +386,18 @@ def _inputs_known_at(flights: pa.Table, weather: pa.Table, t: pd.Timestamp) -> t
 
 
 def _write_feature_lake(tables: dict[str, pd.DataFrame], home: Path) -> None:
-    """DuckDB's tables in the asset's layout: <home>/lake/features/<table>/<day>.parquet."""
+    """DuckDB's tables in the asset's layout: <home>/lake/features/<table>/<day>.parquet, timestamps in
+    microseconds as Spark writes them (one folder of mixed units breaks Dask's divisions)."""
     for table, frame in tables.items():
         folder = home / "lake" / "features" / table
         folder.mkdir(parents=True, exist_ok=True)
         for day, rows in frame.groupby(ff.DAY_COLUMN):
-            rows.drop(columns=[ff.DAY_COLUMN]).to_parquet(folder / f"{day}.parquet", index=False)
+            rows.drop(columns=[ff.DAY_COLUMN]).to_parquet(
+                folder / f"{day}.parquet",
+                index=False,
+                coerce_timestamps="us",
+                allow_truncated_timestamps=True,
+            )
 
 
 def _joined(home: Path, entities: pd.DataFrame) -> pd.DataFrame:

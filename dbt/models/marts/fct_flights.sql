@@ -95,8 +95,12 @@ arrivals as (
 
 final as (
     select
-        carrier || '-' || cast(flight_number as varchar) || '-' || origin || '-'
-            || {{ utc_minute_key('sched_dep_utc') }} as flight_id,
+        -- Cast: on PostgreSQL `||` gives text, and the incremental run's schema check would see a type
+        -- change against the contract's varchar.
+        cast(
+            carrier || '-' || cast(flight_number as varchar) || '-' || origin || '-'
+            || {{ utc_minute_key('sched_dep_utc') }} as varchar
+        ) as flight_id,
         flight_date,
         carrier,
         carrier_name,

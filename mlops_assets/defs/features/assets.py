@@ -10,6 +10,13 @@ per table per day, `<lake>/features/<table>/<YYYY-MM-DD>.parquet`:
 
 Spark writes each table partitioned by day into a staging folder next to the tables; each day's file is
 then moved into place with one rename (atomic: a reader sees the old file or the new one, never half).
+With an S3 lake and an embedded Spark session (which has no S3 connector: pyspark ships no hadoop-aws
+jar), the staging folder is local scratch space and each day's file is uploaded with one PUT instead.
+
+The inputs come from the `warehouse` resource (mlops_assets/defs/transform/warehouse.py): the DuckDB
+file locally, PostgreSQL in production, both read into Arrow with the same schema on the driver and
+handed to Spark, so the features do not depend on the warehouse. (Spark's own JDBC reader would need
+the PostgreSQL JDBC jar, which pyspark does not ship and this platform does not download.)
 """
 
 import datetime as dt
@@ -21,6 +28,8 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.defs.features.spark import SparkResource
+from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
+from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
 from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.storage import LocalObjectStore, ObjectStore
@@ -50,6 +59,7 @@ FLIGHT_COLUMNS = (
     "plane_year_built",
     "plane_seats",
 )
+WEATHER_KEY_COLUMNS = ("origin", "weather_date", "observed_hour_utc", "available_at_utc")
 WEATHER_LOOKBACK_DAYS = 1  # the 3-hour windows of the first hours of the window
 
 DESCRIPTION = """Feature tables for the Feast repository, computed with PySpark from `fct_flights` and
@@ -61,66 +71,65 @@ dest and route, counting a flight only once it has arrived; also split per entit
 3-hour rolling windows). Every timestamp is UTC."""
 
 
-def read_warehouse_inputs(warehouse: Path, first: dt.date, last: dt.date):
-    """(flights, weather) as Arrow tables from the local profile's DuckDB warehouse (read-only)."""
-    import duckdb
+def as_warehouse(warehouse: Warehouse | Path) -> Warehouse:
+    """A warehouse resource; a path is the local profile's DuckDB file (as tests and scripts pass it)."""
+    return warehouse if isinstance(warehouse, Warehouse) else DuckDBWarehouse(path=str(warehouse))
 
+
+def read_warehouse_inputs(warehouse: Warehouse | Path, first: dt.date, last: dt.date):
+    """(flights, weather) as Arrow tables from the warehouse (DuckDB or PostgreSQL, same schema)."""
     from mlops_assets.defs.features.flight_features import WEATHER_COLUMNS, input_window
 
+    source = as_warehouse(warehouse)
     low, high = input_window(first, last)
     weather_low = first - dt.timedelta(days=WEATHER_LOOKBACK_DAYS)
-    weather_columns = ", ".join(WEATHER_COLUMNS.values())
-    for attempt in range(5):  # dbt holds the single writer's lock while it builds
-        try:
-            con = duckdb.connect(str(warehouse), read_only=True)
-            break
-        except duckdb.IOException:
-            if attempt == 4:
-                raise
-            time.sleep(2 * (attempt + 1))
-    with con:
-        con.execute("set TimeZone = 'UTC'")
-        flights = con.execute(
-            f"select {', '.join(FLIGHT_COLUMNS)} from marts.fct_flights where flight_date between ? and ?",
-            [low, high],
-        ).to_arrow_table()
-        weather = con.execute(
-            "select origin, weather_date, observed_hour_utc, available_at_utc, "
-            f"{weather_columns} from staging.stg_weather where weather_date between ? and ?",
-            [weather_low, last],
-        ).to_arrow_table()
+    weather_columns = [*WEATHER_KEY_COLUMNS, *WEATHER_COLUMNS.values()]
+    flights = source.read_table("marts.fct_flights", FLIGHT_COLUMNS, "flight_date", low, high)
+    weather = source.read_table("staging.stg_weather", weather_columns, "weather_date", weather_low, last)
     return flights, weather
 
 
+def staging_store(lake: ObjectStore, spark: SparkResource, scratch: Path) -> ObjectStore:
+    """Where Spark writes before the files are published: next to the tables in a local lake, or in an
+    S3 lake when Spark is a cluster (Spark Connect) with its own S3 connector; an embedded session has
+    none (no hadoop-aws jar ships with pyspark), so it writes to local scratch space and the files are
+    uploaded through the lake."""
+    if isinstance(lake, LocalObjectStore) or spark.is_remote:
+        return lake
+    return LocalObjectStore(root=str(scratch))
+
+
 def write_tables(
-    spark, tables: dict[str, Any], lake: ObjectStore, days: list[dt.date]
+    spark, tables: dict[str, Any], lake: ObjectStore, days: list[dt.date], staging: ObjectStore | None = None
 ) -> dict[str, list[str]]:
     """Writes the Spark tables (DataFrames with `feature_day`) as one file per day; returns the keys.
 
-    Spark writes flight_schedule, delay_stats and weather_hourly; the per-entity tables
-    (`delay_stats_<type>`) are split from each day's delay_stats file (a few MB) with pyarrow, which
-    saves four Spark jobs of a file per day each (about 10 s each on 2 cores for a year).
+    Spark writes flight_schedule, delay_stats and weather_hourly into `staging` (default: the lake);
+    the per-entity tables (`delay_stats_<type>`) are split from each day's delay_stats file (a few MB)
+    with pyarrow, which saves four Spark jobs of a file per day each (about 10 s each on 2 cores for
+    a year).
     """
     from mlops_assets.defs.features.flight_features import DAY_COLUMN, TABLES
 
+    staging = staging or lake
     staging_key = f"{FEATURES_PREFIX}/.staging-{uuid.uuid4().hex}"
-    staging = lake.uri(staging_key)
-    if staging.startswith("s3://"):
-        staging = "s3a://" + staging.removeprefix("s3://")
+    target = staging.uri(staging_key)
+    if target.startswith("s3://"):
+        target = "s3a://" + target.removeprefix("s3://")
     written: dict[str, list[str]] = {}
     try:
         for table in TABLES:
             tables[table].repartition(DAY_COLUMN).write.mode("overwrite").partitionBy(DAY_COLUMN).parquet(
-                f"{staging}/{table}"
+                f"{target}/{table}"
             )
         for table in TABLES:
-            written[table] = publish_days(lake, staging_key, table, days)
+            written[table] = publish_days(lake, staging_key, table, days, staging)
         written.update(split_by_entity(lake, written["delay_stats"]))
     finally:
-        if isinstance(lake, LocalObjectStore):
+        if isinstance(staging, LocalObjectStore):
             import shutil
 
-            shutil.rmtree(lake.uri(staging_key), ignore_errors=True)
+            shutil.rmtree(staging.uri(staging_key), ignore_errors=True)
     return written
 
 
@@ -149,9 +158,11 @@ def split_by_entity(lake: ObjectStore, keys: list[str]) -> dict[str, list[str]]:
     return written
 
 
-def publish_days(lake: ObjectStore, staging_key: str, table: str, days: list[dt.date]) -> list[str]:
-    """Moves each day's staged file to `features/<table>/<day>.parquet` (an empty file for a day
-    without rows, so that every day of the window has its file)."""
+def publish_days(
+    lake: ObjectStore, staging_key: str, table: str, days: list[dt.date], staging: ObjectStore | None = None
+) -> list[str]:
+    """Moves each day's staged file (in `staging`, default the lake) to `features/<table>/<day>.parquet`
+    (an empty file for a day without rows, so that every day of the window has its file)."""
     import io
 
     import pyarrow as pa
@@ -159,24 +170,27 @@ def publish_days(lake: ObjectStore, staging_key: str, table: str, days: list[dt.
 
     from mlops_assets.defs.features.flight_features import DAY_COLUMN
 
+    staging = staging or lake
     staged: dict[str, list[str]] = {}
-    for obj in lake.list_objects(f"{staging_key}/{table}/"):
+    for obj in staging.list_objects(f"{staging_key}/{table}/"):
         folder = obj.key.rsplit("/", 2)[-2]
         if folder.startswith(f"{DAY_COLUMN}=") and obj.key.endswith(".parquet"):
             staged.setdefault(folder.split("=", 1)[1], []).append(obj.key)
     schema = None
     if staged:
         first_key = next(iter(staged.values()))[0]
-        schema = pq.read_schema(io.BytesIO(lake.read_bytes(first_key)))
+        schema = pq.read_schema(io.BytesIO(staging.read_bytes(first_key)))
     keys = []
     for day in days:
         target = f"{FEATURES_PREFIX}/{table}/{day.isoformat()}.parquet"
         parts = staged.get(day.isoformat(), [])
-        if len(parts) == 1 and isinstance(lake, LocalObjectStore):
+        if len(parts) == 1 and staging is lake and isinstance(lake, LocalObjectStore):
             Path(lake.uri(target)).parent.mkdir(parents=True, exist_ok=True)
             Path(lake.uri(parts[0])).replace(lake.uri(target))  # atomic rename, same file system
+        elif len(parts) == 1:
+            lake.write_bytes(target, staging.read_bytes(parts[0]))  # Spark's file as is, one PUT
         elif schema is not None:
-            frames = [pq.read_table(io.BytesIO(lake.read_bytes(k))) for k in parts]
+            frames = [pq.read_table(io.BytesIO(staging.read_bytes(k))) for k in parts]
             merged = pa.concat_tables(frames) if frames else schema.empty_table()
             buffer = io.BytesIO()
             pq.write_table(merged, buffer)
@@ -217,8 +231,6 @@ def describe_outputs(lake: ObjectStore, written: dict[str, list[str]]) -> dict[s
 
 
 def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    warehouse = settings.home / "warehouse.duckdb"
-
     @dg.asset(
         key=ASSET_KEY,
         deps=list(UPSTREAM),
@@ -228,31 +240,28 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         description=DESCRIPTION,
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=on_new_data(),
     )
     def flight_features(
-        context: dg.AssetExecutionContext, spark: SparkResource, lake: ObjectStore
+        context: dg.AssetExecutionContext, spark: SparkResource, lake: ObjectStore, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         from mlops_assets.defs.features.flight_features import build_features, input_window, snapshot_hours
 
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - dt.timedelta(days=1)).date()
         days = days_between(first, last)
-        if settings.profile != "local":
-            raise dg.Failure(
-                "features/flight_features reads the warehouse of the local profile (DuckDB) only; "
-                "reading the production warehouse (PostgreSQL) over JDBC is not implemented yet"
-            )
         started = time.perf_counter()
         flights_arrow, weather_arrow = read_warehouse_inputs(warehouse, first, last)
         context.log.info(
             f"read {flights_arrow.num_rows} flights and {weather_arrow.num_rows} weather rows "
-            f"for {first}..{last} in {time.perf_counter() - started:.1f}s"
+            f"for {first}..{last} from {warehouse.describe()} in {time.perf_counter() - started:.1f}s"
         )
         session = spark.get_session()
         flights = session.createDataFrame(flights_arrow)
         weather = session.createDataFrame(weather_arrow)
         tables = build_features(session, flights, weather, first, last)
-        written = write_tables(session, tables, lake, days)
+        staging = staging_store(lake, spark, settings.home / "scratch" / "features")
+        written = write_tables(session, tables, lake, days, staging)
         elapsed = time.perf_counter() - started
         context.log.info(f"wrote {sum(map(len, written.values()))} files in {elapsed:.1f}s")
         low, high = input_window(first, last)
@@ -272,6 +281,7 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
                 "files_written": sum(map(len, written.values())),
                 "path": dg.MetadataValue.path(lake.uri(FEATURES_PREFIX)),
                 "spark": spark.describe(),
+                "warehouse": warehouse.describe(),
                 "seconds": round(elapsed, 2),
             }
         )

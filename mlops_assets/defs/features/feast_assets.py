@@ -18,6 +18,8 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource, day_of_file
+from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
+from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions
 from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.storage import ObjectStore
@@ -116,7 +118,8 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
         "before for schedule rows stamped 24 h ahead) into the online store: SQLite locally, Redis in "
         "production. The latest row per entity and view is written."
     ),
-    automation_condition=dg.AutomationCondition.eager(),
+    # A re-applied registry must not re-materialize every past day.
+    automation_condition=on_new_data(ignore_updates_of=[FEATURE_VIEWS]),
 )
 def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     first, last = context.partition_key_range.start, context.partition_key_range.end
@@ -146,21 +149,29 @@ class TrainingSetConfig(dg.Config):
     feature_service: str = Field(default="flight_delay_v1", description="Feast feature service to join.")
 
 
-def entity_frame(warehouse: Path, start: str, end: str):
-    """Labelled flights of [start, end] from fct_flights: join keys, event_timestamp, label_late."""
-    import duckdb
+ENTITY_SOURCE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "prediction_time_utc", "flight_date"]
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(
-            """
-            select flight_id, carrier, origin, dest, origin || '-' || dest as route,
-                   prediction_time_utc as event_timestamp, flight_date, label_late
-            from marts.fct_flights
-            where flight_date between cast(? as date) and cast(? as date) and label_late is not null
-            order by prediction_time_utc, flight_id
-            """,
-            [start, end],
-        ).df()
+
+def entity_frame(warehouse: Warehouse | Path, start: str, end: str):
+    """Labelled flights of [start, end] from fct_flights: join keys, event_timestamp, label_late.
+
+    Read through the warehouse resource (a path: the local DuckDB file), so DuckDB and PostgreSQL give
+    the same frame; the route and the order are made here, not in dialect-specific SQL."""
+    import pyarrow.compute as pc
+
+    source = warehouse if isinstance(warehouse, Warehouse) else DuckDBWarehouse(path=str(warehouse))
+    table = source.read_table(
+        "marts.fct_flights",
+        [*ENTITY_SOURCE_COLUMNS, "label_late"],
+        "flight_date",
+        dt.date.fromisoformat(start),
+        dt.date.fromisoformat(end),
+    )
+    # Filtered in Arrow, so label_late stays an integer column (pandas would make it float with nulls).
+    frame = table.filter(pc.is_valid(table["label_late"])).to_pandas()
+    frame = frame.rename(columns={"prediction_time_utc": "event_timestamp"})
+    frame.insert(4, "route", frame["origin"] + "-" + frame["dest"])
+    return frame.sort_values(["event_timestamp", "flight_id"]).reset_index(drop=True)
 
 
 def canonical_hash(frame) -> str:
@@ -206,10 +217,13 @@ def build_training_set(feast: FeastResource, entities, feature_service: str):
     ),
 )
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, feast: FeastResource, lake: ObjectStore
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    feast: FeastResource,
+    lake: ObjectStore,
+    warehouse: Warehouse,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
-    warehouse = Path(feast.home) / "warehouse.duckdb"
     entities = entity_frame(warehouse, config.start_date, config.end_date)
     if entities.empty:
         raise dg.Failure(f"fct_flights has no labelled flights in {config.start_date}..{config.end_date}")

@@ -12,16 +12,25 @@ environment: the definitions pass them in), builds `feast.FeatureStore` from tha
 
 `online_store="redis"` gives the local profile a Redis online store (tests, benchmarks). `feast` is imported
 inside the methods only: loading the code location stays cheap.
+
+On S3 the `file` offline store reads the Parquet folders through Dask and s3fs (pinned with a boto3 that
+aiobotocore accepts, see pyproject.toml), at `s3_endpoint_url` when one is set; the S3 registry takes
+the same endpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
+import os
 import string
 import sys
+import tempfile
 import time
-from pathlib import Path
+import uuid
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dagster as dg
@@ -33,6 +42,8 @@ DEFAULT_PROJECT = "flight_delay"
 DEFAULT_REDIS_URL = "127.0.0.1:6379"
 # Delay views share feature names (flights_1d, ...): every read and write uses `<view>__<feature>` columns.
 FULL_FEATURE_NAMES = True
+# Feast's S3 registry store takes its endpoint from this variable only (feast/infra/registry/s3.py).
+FEAST_S3_ENDPOINT_ENV = "FEAST_S3_ENDPOINT_URL"
 
 
 def load_repo_module(repo_dir: str | Path = REPO_DIR):
@@ -70,6 +81,7 @@ class FeastResource(dg.ConfigurableResource):
 
     _store: Any = PrivateAttr(default=None)
     _objects: Any = PrivateAttr(default=None)
+    _s3: Any = PrivateAttr(default=None)
 
     # ---- configuration -------------------------------------------------------------------------------
     def feature_source_root(self) -> str:
@@ -133,8 +145,32 @@ class FeastResource(dg.ConfigurableResource):
         if self._store is None:
             from feast import FeatureStore
 
-            self._store = FeatureStore(config=self.repo_config())
+            store = FeatureStore(config=self.repo_config())
+            with self._registry_endpoint():
+                _ = store.registry  # created now, while the endpoint is set; it keeps its S3 client
+            self._store = store
         return self._store
+
+    @contextlib.contextmanager
+    def _registry_endpoint(self) -> Iterator[None]:
+        """FEAST_S3_ENDPOINT_URL set to `s3_endpoint_url` while the registry is created (and only then),
+        unless the environment already names one: the S3 registry reads nothing else."""
+        if self.profile != "production" or not self.s3_endpoint_url or os.environ.get(FEAST_S3_ENDPOINT_ENV):
+            yield
+            return
+        os.environ[FEAST_S3_ENDPOINT_ENV] = self.s3_endpoint_url
+        try:
+            yield
+        finally:
+            os.environ.pop(FEAST_S3_ENDPOINT_ENV, None)
+
+    def _s3_client(self):
+        """One boto3 S3 client (credentials from boto3's chain, as the rest of the platform)."""
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)
+        return self._s3
 
     # ---- operations ----------------------------------------------------------------------------------
     def apply(self) -> dict[str, Any]:
@@ -204,28 +240,22 @@ class FeastResource(dg.ConfigurableResource):
     def _join_view(self, store, view, refs: list[str], entity_df):
         """Feast's point-in-time join of one view for `entity_df`.
 
-        With local day files, the view's source is narrowed first to the days that can match (the
-        entity window minus the view's TTL, a day of margin either side) through a folder of symbolic
-        links: the Dask store merges every entity row with every source row of its key before it
-        filters on time, so a chunk of one week would otherwise pay for the whole year. The join
-        itself is Feast's, unchanged (its provider, with a copy of the registered view)."""
-        import tempfile
-
+        The view's source is narrowed first to the day files that can match (the entity window minus
+        the view's TTL, a day of margin either side): the Dask store merges every entity row with every
+        source row of its key before it filters on time, so a chunk of one week would otherwise pay for
+        the whole year. Locally the narrowed source is a folder of symbolic links; on S3 a temporary
+        prefix of server-side copies (no data passes through this process), deleted afterwards. The
+        join itself is Feast's, unchanged (its provider, with a copy of the registered view)."""
         source = view.batch_source
-        folder = Path(source.path)
-        if "://" in source.path or not folder.is_dir():
-            job = store.get_historical_features(
-                entity_df=entity_df, features=refs, full_feature_names=FULL_FEATURE_NAMES
-            )
-            return job.to_df()
         stamps = entity_df["event_timestamp"]
         first = (stamps.min() - view.ttl).date() - dt.timedelta(days=1)
         last = stamps.max().date() + dt.timedelta(days=1)
-        with tempfile.TemporaryDirectory(prefix=f"{view.name}-") as narrowed:
-            for file in folder.glob("*.parquet"):
-                day = day_of_file(file)
-                if day is None or first <= day <= last:
-                    (Path(narrowed) / file.name).symlink_to(file.resolve())
+        with self._narrowed_source(source.path, view.name, first, last) as narrowed:
+            if narrowed is None:  # not day files, or none in the window: the whole source
+                job = store.get_historical_features(
+                    entity_df=entity_df, features=refs, full_feature_names=FULL_FEATURE_NAMES
+                )
+                return job.to_df()
             pruned = view.__copy__()
             pruned.batch_source = type(source).from_proto(source.to_proto())
             pruned.batch_source.file_options.uri = narrowed
@@ -233,6 +263,57 @@ class FeastResource(dg.ConfigurableResource):
                 store.config, [pruned], refs, entity_df, store.registry, store.project, FULL_FEATURE_NAMES
             )
             return job.to_df()
+
+    @contextlib.contextmanager
+    def _narrowed_source(self, path: str, view: str, first: dt.date, last: dt.date) -> Iterator[str | None]:
+        """A folder (local or s3://) holding only the day files of `path` within [first, last]."""
+        if path.startswith("s3://"):
+            with self._narrowed_s3(path, view, first, last) as narrowed:
+                yield narrowed
+            return
+        folder = Path(path)
+        if "://" in path or not folder.is_dir():
+            yield None
+            return
+        files = [f for f in folder.glob("*.parquet") if _in_window(f.name, first, last)]
+        if not files:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix=f"{view}-") as narrowed:
+            for file in files:
+                (Path(narrowed) / file.name).symlink_to(file.resolve())
+            yield narrowed
+
+    @contextlib.contextmanager
+    def _narrowed_s3(self, uri: str, view: str, first: dt.date, last: dt.date) -> Iterator[str | None]:
+        """`s3://<bucket>/<features>/.pit-<id>/<view>/`: copies of the day files in the window, made with
+        CopyObject and deleted on exit. It sits beside the view folders, never inside one, and its name
+        starts with `.` like every temporary object of the lake."""
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        prefix = prefix.rstrip("/")
+        client = self._s3_client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+        keys = [
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if "/" not in item["Key"][len(prefix) + 1 :] and _in_window(item["Key"], first, last)
+        ]
+        if not keys:
+            yield None
+            return
+        scratch = f"{PurePosixPath(prefix).parent}/.pit-{uuid.uuid4().hex[:12]}/{view}"
+        copies: list[str] = []
+        try:
+            for key in keys:
+                target = f"{scratch}/{PurePosixPath(key).name}"
+                client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key})
+                copies.append(target)
+            yield f"s3://{bucket}/{scratch}"
+        finally:
+            for start in range(0, len(copies), 1000):  # DeleteObjects takes at most 1,000 keys
+                batch = [{"Key": key} for key in copies[start : start + 1000]]
+                client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
     def online_features(self, entity_rows: list[dict[str, Any]], feature_service: str) -> dict[str, list]:
         store = self.get_store()
@@ -244,9 +325,19 @@ class FeastResource(dg.ConfigurableResource):
         return response.to_dict()
 
 
-def day_of_file(path: Path) -> dt.date | None:
+def day_of_file(path: Path | PurePosixPath) -> dt.date | None:
     """The day of a `<YYYY-MM-DD>.parquet` feature file; None for any other name."""
     try:
         return dt.date.fromisoformat(path.stem)
     except ValueError:
         return None
+
+
+def _in_window(name: str, first: dt.date, last: dt.date) -> bool:
+    """A Parquet file a join over [first, last] may need: a day file of the window, or a file that is not
+    a day file (kept, as it could hold any day). Hidden and temporary names never are."""
+    file = PurePosixPath(name)
+    if file.suffix != ".parquet" or file.name.startswith((".", "_")):
+        return False
+    day = day_of_file(file)
+    return day is None or first <= day <= last

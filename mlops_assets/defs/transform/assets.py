@@ -6,6 +6,10 @@ days is one `dbt build --vars '{"min_date": ..., "max_date": ...}'`); the refere
 (stg_airports, stg_airlines, stg_planes) are not partitioned. dbt sources map onto the raw asset keys
 of the ingestion stage, and dbt tests are asset checks of the model they test (blocking when their
 severity is `error`, dbt's default).
+
+Before each `dbt build` the `warehouse` resource makes the raw sources match the lake (warehouse.py):
+nothing to do on DuckDB, which reads the Parquet in place; on PostgreSQL the run's days (or the
+reference tables) are loaded into schema `raw`, and the loaded row counts go into the metadata.
 """
 
 import datetime as dt
@@ -23,14 +27,17 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.defs.transform.warehouse import DAILY_RAW_TABLES, REFERENCE_RAW_TABLES, Warehouse
+from mlops_assets.lib.automation import on_new_data
+from mlops_assets.lib.calendar import daily_partitions, days_between
 
 GROUP = "transform"
 OWNER = "team:analytics-engineering"
 RAW_SOURCE = "raw"
 DAILY_TAG = "daily"  # dbt tag of the models partitioned by day
 # The warehouse of the local profile is one DuckDB file with a single writer: the dbt steps share this
-# pool, which the local instance (deploy/local/dagster.yaml, pools default_limit 1) runs one at a time.
+# pool, which the instances (deploy/*/dagster.yaml, pools default_limit 1) run one at a time; on
+# PostgreSQL it also keeps two raw loads of the same table from racing.
 POOL = "dbt_warehouse"
 
 
@@ -66,8 +73,9 @@ class MlopsDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None):
         spec = super().get_asset_spec(manifest, unique_id, project)
-        # The manifest is parsed with the embedded target; the kind says where the model runs.
-        return spec.replace_attributes(kinds={"dbt", self.adapter})
+        # The manifest is parsed with the embedded target; the kind says where the model runs. Each
+        # model follows its landed days by itself (declarative automation).
+        return spec.replace_attributes(kinds={"dbt", self.adapter}, automation_condition=on_new_data())
 
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
@@ -107,26 +115,47 @@ def table_models(manifest: Mapping[str, Any], translator: MlopsDbtTranslator) ->
         if node["resource_type"] == "model" and config.get("materialized") in ("table", "incremental"):
             key = translator.get_asset_key(node)
             tables[key.to_python_identifier()] = {
-                "relation": node["relation_name"],
+                # schema.name without the database: the manifest is parsed with the DuckDB target (its
+                # database is the file's name), the build may run on PostgreSQL.
+                "relation": f'"{node["schema"]}"."{node.get("alias") or node["name"]}"',
                 "date_column": (config.get("meta") or {}).get("partition_date_column", ""),
             }
     return tables
 
 
-def count_rows(warehouse: Path, table: Mapping[str, str], window: Mapping[str, str] | None) -> dict[str, Any]:
-    """Row counts of a table in the DuckDB warehouse, and per day of the run's window if partitioned."""
-    import duckdb
+def source_tables(manifest: Mapping[str, Any], translator: MlopsDbtTranslator) -> dict[str, list[str]]:
+    """The raw tables each model reads directly (dbt `source('raw', ...)`), by output name."""
+    sources = manifest.get("sources", {})
+    found: dict[str, list[str]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        parents = [sources[p] for p in node.get("depends_on", {}).get("nodes", []) if p in sources]
+        raw = [p["name"] for p in parents if p["source_name"] == RAW_SOURCE]
+        if raw:
+            found[translator.get_asset_key(node).to_python_identifier()] = raw
+    return found
 
-    per_day: list[tuple[str, int]] = []
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        (total,) = con.execute(f"select count(*) from {table['relation']}").fetchone()
-        if window and table["date_column"]:
-            column = table["date_column"]
-            per_day = con.execute(
-                f"select cast({column} as varchar), count(*) from {table['relation']} "
-                f"where {column} between cast(? as date) and cast(? as date) group by 1 order by 1",
-                [window["min_date"], window["max_date"]],
-            ).fetchall()
+
+def load_raw(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, tables, days: list[dt.date] | None = None
+) -> dict[str, int]:
+    """The warehouse's raw sources brought in line with the lake before dbt reads them."""
+    loaded = warehouse.load_raw(tables, days)
+    if loaded:
+        context.log.info(f"loaded raw rows into {warehouse.describe()}: {loaded}")
+    return loaded
+
+
+def count_rows(
+    warehouse: Warehouse, table: Mapping[str, str], window: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """Row counts of a table in the warehouse, and per day of the run's window if partitioned."""
+    column, first, last = None, None, None
+    if window and table["date_column"]:
+        column = table["date_column"]
+        first, last = (dt.date.fromisoformat(window[key]) for key in ("min_date", "max_date"))
+    total, per_day = warehouse.row_counts(table["relation"], column, first, last)
     metadata: dict[str, Any] = {"dagster/row_count": total}
     if window and table["date_column"]:
         metadata["rows_in_window"] = sum(n for _, n in per_day)
@@ -139,13 +168,20 @@ def count_rows(warehouse: Path, table: Mapping[str, str], window: Mapping[str, s
 
 
 def stream_with_row_counts(
-    invocation, context: dg.AssetExecutionContext, warehouse: Path, tables, window=None
+    invocation,
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    tables,
+    window=None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[Any]:
-    """dagster-dbt's events, with row counts on the tables' materializations.
+    """dagster-dbt's events, with row counts on the tables' materializations (and `extra` metadata by
+    output name, e.g. the raw rows loaded for a staging view).
 
     The DuckDB file has one writer, the dbt process, so the counts are read once it has exited: the
     events are held until then (as dagster-dbt's own fetch_row_counts does on DuckDB), and those of a
-    failed build are still reported before its error is raised.
+    failed build are still reported before its error is raised. PostgreSQL is counted the same way, so
+    both warehouses give the same metadata (total, rows in the window, rows per day).
     """
     events: list[Any] = []
     failure: Exception | None = None
@@ -153,11 +189,13 @@ def stream_with_row_counts(
         events.extend(invocation.stream())
     except Exception as error:
         failure = error
-    counts: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, Any]] = {name: dict(values) for name, values in (extra or {}).items()}
     for event in events:
         if isinstance(event, dg.Output) and event.output_name in tables:
             try:
-                counts[event.output_name] = count_rows(warehouse, tables[event.output_name], window)
+                counts.setdefault(event.output_name, {}).update(
+                    count_rows(warehouse, tables[event.output_name], window)
+                )
             except Exception as error:  # metadata only: never fail a build over it
                 context.log.warning(f"could not count rows of {event.output_name}: {error}")
     for event in events:
@@ -172,21 +210,24 @@ def build_dbt_assets(
     manifest: Path,
     translator: MlopsDbtTranslator,
     base_vars: Mapping[str, str],
-    warehouse: Path | None = None,
 ) -> list[dg.AssetsDefinition]:
     """The partitioned and the unpartitioned dbt assets of one manifest.
 
     `base_vars` go to every invocation (the local profile passes `mlops_home`, so dbt reads the same
-    lake and warehouse as the rest of the platform). `warehouse`: the DuckDB file whose tables get
-    row counts (None: the adapter is not DuckDB and dagster-dbt's fetch_row_counts does it).
+    lake and warehouse as the rest of the platform). Both assets need the `warehouse` resource
+    (warehouse.py): it loads the raw sources before the build and counts the tables' rows after it.
     """
     manifest_json = json.loads(manifest.read_text())  # read once for both definitions
     tables = table_models(manifest_json, translator)
+    sources = source_tables(manifest_json, translator)
 
-    def stream(invocation, context, window=None):
-        if warehouse is None:
-            return invocation.stream().fetch_row_counts()
-        return stream_with_row_counts(invocation, context, warehouse, tables, window)
+    def stream(invocation, context, warehouse: Warehouse, loaded: dict[str, int], window=None):
+        extra = {
+            output: {"raw_rows_loaded": dg.MetadataValue.json({t: loaded[t] for t in raw if t in loaded})}
+            for output, raw in sources.items()
+            if any(t in loaded for t in raw)
+        }
+        return stream_with_row_counts(invocation, context, warehouse, tables, window, extra)
 
     @dbt_assets(
         manifest=manifest_json,
@@ -198,11 +239,13 @@ def build_dbt_assets(
         dagster_dbt_translator=translator,
         pool=POOL,
     )
-    def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         window = partition_vars(context.partition_time_window)
+        first, last = (dt.date.fromisoformat(window[k]) for k in ("min_date", "max_date"))
+        loaded = load_raw(context, warehouse, DAILY_RAW_TABLES, days_between(first, last))
         context.log.info(f"dbt build of the local days {window['min_date']}..{window['max_date']}")
         invocation = dbt.cli(["build", "--vars", json.dumps({**base_vars, **window})], context=context)
-        yield from stream(invocation, context, window)
+        yield from stream(invocation, context, warehouse, loaded, window)
 
     @dbt_assets(
         manifest=manifest_json,
@@ -212,7 +255,9 @@ def build_dbt_assets(
         dagster_dbt_translator=translator,
         pool=POOL,
     )
-    def dbt_reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        yield from stream(dbt.cli(["build", "--vars", json.dumps(dict(base_vars))], context=context), context)
+    def dbt_reference_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+        loaded = load_raw(context, warehouse, REFERENCE_RAW_TABLES)
+        invocation = dbt.cli(["build", "--vars", json.dumps(dict(base_vars))], context=context)
+        yield from stream(invocation, context, warehouse, loaded)
 
     return [dbt_daily_models, dbt_reference_models]

@@ -1,4 +1,5 @@
-"""Definitions of the transform stage: the dbt assets (and their checks) and the `dbt` resource."""
+"""Definitions of the transform stage: the dbt assets (and their checks), the `dbt` resource and the
+`warehouse` resource (DuckDB locally, PostgreSQL in production; the features stage reads it too)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dagster as dg
 
 from mlops_assets.defs.transform.assets import MlopsDbtTranslator, build_dbt_assets
 from mlops_assets.defs.transform.project import ADAPTERS, dbt_project, dbt_resource, prepare_manifest
+from mlops_assets.defs.transform.warehouse import warehouse_resource
 from mlops_assets.lib.settings import Settings, load_settings
 
 
@@ -15,9 +17,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     project = dbt_project(settings.profile)
     manifest = prepare_manifest()
     # The local warehouse and lake live under MLOPS_HOME; dbt gets the resolved path as a var.
-    local = settings.profile == "local"
-    base_vars = {"mlops_home": str(settings.home)} if local else {}
-    warehouse = settings.home / "warehouse.duckdb" if local else None  # as in dbt/profiles.yml
+    base_vars = {"mlops_home": str(settings.home)} if settings.profile == "local" else {}
     translator = MlopsDbtTranslator(ADAPTERS[settings.profile])
-    assets = build_dbt_assets(project, manifest, translator, base_vars, warehouse)
-    return dg.Definitions(assets=assets, resources={"dbt": dbt_resource(project)})
+    assets = build_dbt_assets(project, manifest, translator, base_vars)
+    resources = {"dbt": dbt_resource(project), "warehouse": warehouse_resource(settings)}
+    return dg.Definitions(assets=assets, resources=resources)
