@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test ui lint bench dbt-manifest clean
+.PHONY: setup demo test ui year stop lint bench dbt-manifest clean
 
 # Reinstalls only when pyproject.toml changes, so a second call starts working at once.
 # torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
@@ -36,6 +36,21 @@ test: setup
 
 ui: setup
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The rest of 2013, one day every $(EVERY) seconds, into the landing zone, with the UI and daemon running
+# in the background: sensors, automation and retraining take it from there. `make stop` ends both.
+EVERY ?= 120
+LOGS := $(MLOPS_HOME)/logs
+year: setup
+	@mkdir -p "$(LOGS)"
+	@pgrep -f "dagster dev -w workspace.yaml" > /dev/null || \
+		(nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log")
+	nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --every $(EVERY) --no-reference \
+		> "$(LOGS)/replay.log" 2>&1 &
+	@echo "replaying 2013-04-01..2013-12-31, a day every $(EVERY) s; progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
+
+stop:
+	-pkill -f "mlops replay --start" ; pkill -f "dagster dev -w workspace.yaml"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

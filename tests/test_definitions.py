@@ -98,3 +98,50 @@ def test_training_stage_is_one_lineage_with_gpu_steps_in_the_gpu_pool(monkeypatc
     with dg.build_resources({"mlflow": production["mlflow"], "compute": production["compute"]}) as built:
         assert built.mlflow.tracking_uri == "http://mlflow.internal:5000"
         assert built.compute.ray_init_kwargs() == {"address": "ray://ray-head:10001"}
+
+
+LOOP = {
+    "predictions/batch_predictions": "serving",
+    "monitoring/drift_report": "monitoring",
+    "monitoring/model_performance": "monitoring",
+}
+AUTOMATED_DAILY = [
+    "stg_flights",
+    "stg_weather",
+    "fct_flights",
+    "features/flight_features",
+    "features/online_store",
+    *LOOP,
+]
+
+
+def test_the_loop_moves_by_itself_with_sensors_schedule_and_automation_on_by_default():
+    defs = build_definitions.__wrapped__("local")
+    graph = defs.resolve_asset_graph()
+    for key, group in LOOP.items():
+        node = graph.get(dg.AssetKey.from_user_string(key))
+        assert node.group_name == group and node.description and node.owners == ["team:ml-platform"], key
+        assert node.partitions_def is not None, key
+    drift = graph.get(dg.AssetKey(["monitoring", "drift_report"]))
+    assert "evidently" in drift.kinds
+    assert dg.AssetKey(["predictions", "batch_predictions"]) in drift.parent_keys
+    predictions = graph.get(dg.AssetKey(["predictions", "batch_predictions"]))
+    assert dg.AssetKey(["models", "registered_model"]) in predictions.parent_keys
+    (check,) = graph.get_check_keys_for_assets({predictions.key})
+    assert graph.get_check_spec(check).blocking  # the drift report never reads a half-scored day
+
+    for key in AUTOMATED_DAILY:
+        condition = graph.get(dg.AssetKey.from_user_string(key)).automation_condition
+        assert condition is not None and condition.get_label() == "on new data, upstream checks passed", key
+    for key in MODELS:  # training belongs to the retraining sensor and schedule, not to automation
+        assert graph.get(dg.AssetKey.from_user_string(key)).automation_condition is None, key
+
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"landing_zone_sensor", "daily_graph_automation", "retraining_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    (schedule,) = defs.schedules
+    assert schedule.name == "retraining_floor_schedule"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = defs.resolve_job_def("retrain_model")
+    assert dg.AssetKey(["features", "training_set"]) in job.asset_layer.selected_asset_keys
+    assert "retraining" in defs.resources

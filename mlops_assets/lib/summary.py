@@ -90,3 +90,57 @@ def models_summary(lake: ObjectStore) -> list[str]:
             f"{m['brier']:>8.4f}{m['ece']:>8.4f}"
         )
     return lines
+
+
+def registry_summary(client, name: str) -> list[str]:
+    """Every registered version: its training window, holdout ROC-AUC and the gate's verdict."""
+    from mlops_assets.defs.training.registry import CHALLENGER, CHAMPION, alias_version
+
+    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    if not versions:
+        return []
+    aliases = {alias_version(client, name, a): a for a in (CHALLENGER, CHAMPION)}
+    lines = [f"model versions of {name}:"]
+    for v in versions:
+        tags = v.tags
+        auc = tags.get("holdout_roc_auc")
+        lines.append(
+            f"  v{v.version:<3} window {tags.get('training_window', '?'):<24} holdout roc_auc "
+            f"{float(auc):.4f}  gate {tags.get('gate', '?'):<8} {aliases.get(str(v.version), '')}"
+            if auc
+            else f"  v{v.version:<3} {tags.get('training_window', '?')}"
+        )
+    return lines
+
+
+def monitoring_summary(lake: ObjectStore) -> list[str]:
+    """Drift and quality per monitored day, then the retraining events."""
+    from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
+    from mlops_assets.defs.monitoring.retraining import retraining_events
+
+    drift = {r["day"]: r for r in read_records(lake, DRIFT_REPORT)}
+    quality = {r["day"]: r for r in read_records(lake, MODEL_PERFORMANCE)}
+    lines = []
+    if drift or quality:
+        lines += [
+            "monitoring per day (drift: share of features drifted; prediction: the probability's drift):",
+            f"  {'day':<12}{'model':>6}{'flights':>8}{'drift':>7}{'prediction':>11}{'roc_auc':>9}"
+            "  most drifted",
+        ]
+        for day in sorted(set(drift) | set(quality)):
+            d, q = drift.get(day, {}), quality.get(day, {})
+            auc = q.get("metrics", {}).get("roc_auc")
+            lines.append(
+                f"  {day:<12}{'v' + str(d.get('model_version') or q.get('model_version')):>6}"
+                f"{d.get('current_rows', 0):>8}{d.get('drift_share', float('nan')):>7.2f}"
+                f"{d.get('prediction_drift', float('nan')):>11.3f}"
+                f"{auc if auc is not None else float('nan'):>9.4f}  {', '.join(d.get('drifted', [])[:3])}"
+            )
+    events = retraining_events(lake)
+    if events:
+        lines.append("retraining events:")
+        lines += [
+            f"  {e['requested_at']} ({e['trigger']}) window {'..'.join(e['window'])}: {e['reason']}"
+            for e in events
+        ]
+    return lines

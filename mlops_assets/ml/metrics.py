@@ -52,3 +52,18 @@ def metrics_by_group(frame: pd.DataFrame, group: str, label: str, probability: s
         if len(part) >= min_rows:
             rows.append({group: value, **classification_metrics(part[label], part[probability])})
     return pd.DataFrame(rows)
+
+
+def f1_threshold(labels, probabilities) -> float:
+    """The probability cut that maximizes F1: the decision rule that serving applies.
+
+    Chosen on validation days (never the holdout), so the holdout still judges the whole rule.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    y = np.asarray(labels, dtype="float64")
+    if len(np.unique(y)) < 2:
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, np.asarray(probabilities, dtype="float64"))
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])

@@ -304,7 +304,8 @@ def flight_delay_model(
     from mlops_assets.defs.training.pyfunc import log_pytorch_model
     from mlops_assets.ml.bundle import ModelBundle
     from mlops_assets.ml.device import describe
-    from mlops_assets.ml.fit import HyperParameters, Tensors, fit
+    from mlops_assets.ml.fit import HyperParameters, Tensors, fit, predict_tensors
+    from mlops_assets.ml.metrics import f1_threshold
 
     data = load_training_data(lake, training.holdout_days, training.valid_days)
     tuned = read_record(lake, TUNED)
@@ -347,12 +348,15 @@ def flight_delay_model(
             )
 
         result = fit(prep, train, valid, hp, seed=training.seed, on_epoch=log_epoch)
+        valid_p = predict_tensors(result.model, valid).cpu().numpy()
+        threshold = f1_threshold(arrays["valid"][2], valid_p)
         summary = {
             "best_epoch": result.best_epoch,
             "best_val_auc": result.best["val_auc"],
             "best_val_loss": result.best["val_loss"],
             "train_samples_per_second": result.samples_per_second,
             "train_seconds": result.train_seconds,
+            "decision_threshold": threshold,
         }
         mlflow_api.log_metrics(summary)
         bundle = ModelBundle(model=result.model.cpu(), preprocessor=prep, hyperparameters=hp)
@@ -382,6 +386,7 @@ def flight_delay_model(
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
             "val_roc_auc": dg.MetadataValue.float(round(result.best["val_auc"], 4)),
             "val_log_loss": dg.MetadataValue.float(round(result.best["val_loss"], 4)),
+            "decision_threshold": dg.MetadataValue.float(round(threshold, 4)),
             "train_samples_per_second": dg.MetadataValue.float(float(round(result.samples_per_second))),
             "hyperparameters": dg.MetadataValue.json(hp.to_dict()),
             "split": dg.MetadataValue.json(data.split.describe()),
@@ -619,8 +624,13 @@ def registered_model(
     mlflow.activate()
     client = mlflow.client()
     candidate = metrics["candidate"]
+    model = read_record(lake, MODEL)
+    if model["run_id"] != evaluation["candidate"]["run_id"]:
+        raise dg.Failure("models/flight_delay_model changed since the evaluation; evaluate it first")
     tags = {
         **dagster_tags(context),
+        # Serving's decision rule travels with the version: late when probability >= this.
+        "decision_threshold": f"{model.get('decision_threshold', 0.5):.6f}",
         "training_set.sha256": evaluation["training_set"]["content_sha256"],
         "training_window": "..".join(evaluation["training_set"]["window"]),
         "feature_service": evaluation["training_set"]["feature_service"],

@@ -113,3 +113,45 @@ def rollback(client, name: str, by: str) -> dict:
             f"{name} version {current} is the first {CHAMPION}: there is nothing to roll back to"
         )
     return move_alias(client, name, CHAMPION, previous, "rollback", by, f"rolled back from version {current}")
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    """What consumers of the champion need besides its weights: which version, its decision rule, and
+    the data it learned from (the drift report's reference)."""
+
+    version: str
+    model_uri: str
+    run_id: str
+    decision_threshold: float
+    training_set_key: str | None
+    training_window: str | None
+    holdout_roc_auc: float | None
+
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def champion_info(client, name: str, alias: str = CHAMPION) -> ChampionInfo | None:
+    """The version behind `alias` with its tags, or None when the alias is not set."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    run = client.get_run(version.run_id)
+
+    def number(text: str | None) -> float | None:
+        return float(text) if text not in (None, "") else None
+
+    threshold = number(version.tags.get("decision_threshold"))
+    return ChampionInfo(
+        version=str(version.version),
+        model_uri=f"models:/{name}/{version.version}",
+        run_id=version.run_id,
+        decision_threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        training_set_key=run.data.tags.get("training_set.key"),
+        training_window=version.tags.get("training_window") or run.data.tags.get("training_window"),
+        holdout_roc_auc=number(version.tags.get("holdout_roc_auc")),
+    )

@@ -1,0 +1,149 @@
+"""Freshness of the closed loop: from a day's files landing to its drift report, with the daemon running.
+
+    .venv/bin/python bench/freshness_bench.py --home /tmp/demo_home --days 2013-04-01..2013-04-05
+
+Starts `dagster-daemon run` on the home's instance (sensors, automation and the run queue exactly as
+`make ui` runs them), waits until the graph is quiet, then lands one day at a time into the landing zone
+(`mlops replay` of that day) and waits for `monitoring/drift_report` of that day. Per day it prints:
+
+- freshness: landing -> drift_report materialized (wall clock);
+- compute: the sum of the day's steps' own durations (Dagster's step stats of the runs tagged with that
+  partition), and the rest of the wall time as orchestration overhead (sensor intervals, run queue,
+  process starts, imports);
+
+then the median of each over the days. The home needs a champion (`make demo` with MLOPS_HOME=<home>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DRIFT = ["monitoring", "drift_report"]
+
+
+def parse_days(text: str) -> list[dt.date]:
+    first, last = (dt.date.fromisoformat(part) for part in text.split(".."))
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def materialized_at(instance, key: list[str], day: str) -> float | None:
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[day]), limit=1
+    ).records
+    return records[0].timestamp if records else None
+
+
+def runs_of(instance, day: str, since: float):
+    import dagster as dg
+
+    records = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": day}))
+    return [r.dagster_run for r in records if r.create_timestamp.timestamp() >= since]
+
+
+def compute_seconds(instance, runs, until: float) -> float:
+    """The steps' own durations, of the steps that ended by `until` (the drift report's materialization)."""
+    total = 0.0
+    for run in runs:
+        for step in instance.get_run_step_stats(run.run_id):
+            if step.start_time and step.end_time and step.end_time <= until + 1:
+                total += step.end_time - step.start_time
+    return total
+
+
+def busy(instance) -> bool:
+    import dagster as dg
+
+    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    return bool(instance.get_run_ids(dg.RunsFilter(statuses=active), limit=1))
+
+
+def wait_quiet(instance, quiet_s: float, limit_s: float) -> None:
+    started, quiet_since = time.time(), time.time()
+    while time.time() - started < limit_s:
+        if busy(instance):
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= quiet_s:
+            return
+        time.sleep(2)
+    raise SystemExit(f"the graph did not go quiet within {limit_s:.0f} s")
+
+
+def land(day: dt.date, env: dict[str, str]) -> float:
+    command = [str(BIN / "mlops"), "replay", "--start", str(day), "--end", str(day), "--no-reference"]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    return time.time()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", required=True, help="MLOPS_HOME with a champion (make demo)")
+    parser.add_argument("--days", default="2013-04-01..2013-04-05", help="first..last day to land")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one day")
+    args = parser.parse_args()
+
+    home = Path(args.home).resolve()
+    env = {**os.environ, "MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    os.environ.update({k: env[k] for k in ("MLOPS_HOME", "DAGSTER_HOME")})
+    import dagster as dg
+
+    log = open(home / "freshness_daemon.log", "w")  # noqa: SIM115 (open for the daemon's lifetime)
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    rows = []
+    try:
+        with dg.DagsterInstance.get() as instance:
+            print("daemon started; waiting for the graph to be quiet (backlog first) ...", flush=True)
+            time.sleep(30)
+            wait_quiet(instance, quiet_s=40, limit_s=3600)
+            for day in parse_days(args.days):
+                landed = land(day, env)
+                done = None
+                while done is None and time.time() - landed < args.timeout:
+                    time.sleep(1)
+                    done = materialized_at(instance, DRIFT, day.isoformat())
+                if done is None:
+                    raise SystemExit(f"{day}: no drift report after {args.timeout:.0f} s")
+                wait_quiet(instance, quiet_s=15, limit_s=args.timeout)  # performance report etc.
+                runs = runs_of(instance, day.isoformat(), landed)
+                compute = compute_seconds(instance, runs, done)
+                fresh = done - landed
+                rows.append((day, fresh, compute, len(runs)))
+                print(
+                    f"{day}: freshness {fresh:6.1f} s, steps' compute {compute:6.1f} s, "
+                    f"overhead {1 - min(compute, fresh) / fresh:5.1%}, runs {len(runs)}",
+                    flush=True,
+                )
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        log.close()
+    fresh = statistics.median(r[1] for r in rows)
+    compute = statistics.median(r[2] for r in rows)
+    print(f"\n{'day':<12}{'freshness s':>12}{'compute s':>11}{'overhead':>10}{'runs':>6}")
+    for day, f, c, n in rows:
+        print(f"{day!s:<12}{f:>12.1f}{c:>11.1f}{1 - min(c, f) / f:>10.1%}{n:>6}")
+    print(f"{'median':<12}{fresh:>12.1f}{compute:>11.1f}{1 - min(compute, fresh) / fresh:>10.1%}")
+    print("(compute: the sum of the durations of the day's steps that ended by its drift report)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
