@@ -1,11 +1,15 @@
 """`mlops`: the platform's command line.
 
 mlops replay --start 2013-01-01 --end 2013-01-31   deliver days of data into the landing zone
-mlops demo                                          replay a window and materialize it (the quick start)
+mlops demo                                          the quick start: replay Jan-Mar, train on Jan-Feb, monitor
+                                                    March day by day, retrain when drift says so, summarize
+mlops replay --start 2013-04-01 --every 60          one day per minute (the daemon takes it from there)
 mlops summary                                       what the lake holds and what was quarantined
+mlops retrain                                       the retraining rules, applied now (runs retrain_model)
 mlops model show|history                            the registered model's aliases and their history
 mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
 mlops model rollback                                give champion back to the previous champion
+mlops serve [--port 8000] [--online-store redis]    the online prediction service (FastAPI, 127.0.0.1)
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ TRAINING_SELECTION = (
     "models/tuned_hyperparameters,models/baselines,models/flight_delay_model,"
     "models/model_evaluation,models/registered_model"
 )
+MONITORING_SELECTION = "predictions/batch_predictions,monitoring/drift_report,monitoring/model_performance"
+# The first champion learns from the window's first two months; the last is served and monitored.
+MONITORED_DAYS = 31
 
 
 def _date(text: str) -> dt.date:
@@ -58,11 +65,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     zone = _landing_zone()
+    every = getattr(args, "every", None)
+    if every:
+        return paced_replay(zone, args, every)
     summary = replay(zone, args.start, args.end, include_reference=not args.no_reference)
     print(
         f"replayed {summary.days} day(s): {summary.files} file(s), {summary.rows} row(s) into "
         f"{zone.uri('')} in {time.perf_counter() - started:.1f}s"
     )
+    return 0
+
+
+def paced_replay(zone, args: argparse.Namespace, every: float) -> int:
+    """One day every `every` seconds, as an upstream system delivering daily exports would."""
+    from mlops_assets.lib.calendar import days_between
+    from mlops_assets.replay import replay
+
+    for number, day in enumerate(days_between(args.start, args.end)):
+        if number:
+            time.sleep(every)
+        summary = replay(zone, day, day, include_reference=not args.no_reference and number == 0)
+        print(f"{dt.datetime.now():%H:%M:%S} landed {day}: {summary.files} file(s), {summary.rows} row(s)")
+        sys.stdout.flush()
     return 0
 
 
@@ -82,12 +106,19 @@ def materialize_command(selection: str, *options: str) -> list[str]:
 
 
 # One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
+# The local profile's Definitions run in-process already; production's executor is chosen per run.
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def _executor_config() -> dict:
+    from mlops_assets.lib.settings import load_settings
+
+    return {} if load_settings().profile == "local" else IN_PROCESS
 
 
 def materialize(selection: str, partition_range: str | None = None, ops: dict | None = None) -> None:
     options = ["--partition-range", partition_range] if partition_range else []
-    run_config = {**IN_PROCESS, **({"ops": ops} if ops else {})}
+    run_config = {**_executor_config(), **({"ops": ops} if ops else {})}
     command = materialize_command(selection, *options, "--config-json", json.dumps(run_config))
     print(
         f"$ dagster asset materialize --select {selection}"
@@ -100,19 +131,25 @@ def materialize(selection: str, partition_range: str | None = None, ops: dict | 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole loop on the window: features, a first champion, a month of serving and monitoring,
+    then the retraining sensor's own decision, acted on as the daemon would."""
     home = ensure_dagster_home()
     cmd_replay(args)
     started = time.perf_counter()
     window = f"{args.start}...{args.end}"
+    monitored_from = max(args.start + dt.timedelta(days=42), args.end - dt.timedelta(days=MONITORED_DAYS - 1))
     materialize(REFERENCE_SELECTION)
     materialize(DAILY_SELECTION, window)
     materialize("features/feature_views")
     materialize("features/online_store", window)
-    dates = {"start_date": args.start.isoformat(), "end_date": args.end.isoformat()}
-    materialize("features/training_set", ops={TRAINING_SET_OP: {"config": dates}})
+    first_window = (args.start, monitored_from - dt.timedelta(days=1))
+    materialize("features/training_set", ops=training_set_ops(*first_window))
     materialize(TRAINING_SELECTION)
+    materialize(MONITORING_SELECTION, f"{monitored_from}...{args.end}")
+    retrain_if_needed()
+    mark_landed_files_ingested()
     print(
-        f"materialized {args.start}..{args.end} in {time.perf_counter() - started:.1f}s "
+        f"\nmaterialized {args.start}..{args.end} in {time.perf_counter() - started:.1f}s "
         f"(DAGSTER_HOME={home})\n"
     )
     print_summary()
@@ -120,9 +157,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def mark_landed_files_ingested() -> None:
+    """The demo ingested the window through the CLI: tell the landing-zone sensor (its cursor, through
+    `dagster sensor cursor`), so that `make ui` does not ingest the same files a second time."""
+    from mlops_assets.defs.ingestion.sensors import SENSOR_NAME, cursor_of
+
+    # The workspace file names the code location as `make ui` loads it: the cursor must be set on that
+    # location's sensor (a `-m` location is another location, with a sensor state of its own).
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    module = ["-m", "mlops_assets.definitions", "-a", "defs"]
+    location = ["-w", str(workspace)] if workspace.exists() else module
+    command = [sys.executable, "-m", "dagster", "sensor", "cursor", SENSOR_NAME, *location]
+    command += ["--set", cursor_of(_landing_zone())]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr[-2000:])
+        raise SystemExit(f"could not set the cursor of {SENSOR_NAME} (exit {completed.returncode})")
+
+
+def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
+    return {TRAINING_SET_OP: {"config": {"start_date": str(start), "end_date": str(end)}}}
+
+
+def retrain_if_needed() -> None:
+    """Evaluates the retraining sensor's rule on what the graph produced; when it fires, runs the same
+    job the sensor would request (training set over the moved window, then the training graph)."""
+    import dagster as dg
+
+    from mlops_assets.defs.monitoring.retraining import (
+        RETRAIN_SELECTION,
+        RetrainingPolicy,
+        evaluate,
+        record_request,
+    )
+    from mlops_assets.defs.training.definitions import mlflow_resource
+    from mlops_assets.lib.settings import load_settings
+
+    trigger = "sensor"
+    with (
+        dg.DagsterInstance.get() as instance,
+        dg.build_resources({"mlflow": mlflow_resource(load_settings())}) as built,
+    ):
+        decision, _ = evaluate(instance, _lake(), built.mlflow, RetrainingPolicy(), None)
+        print(f"retraining sensor: {'RETRAIN' if decision.retrain else 'no retraining'}: {decision.reason}")
+        if not decision.retrain:  # what the weekly floor schedule decides at its next tick
+            trigger = "schedule"
+            decision, _ = evaluate(instance, _lake(), built.mlflow, RetrainingPolicy(), None, floor=True)
+            print(f"floor schedule: {'RETRAIN' if decision.retrain else 'no retraining'}: {decision.reason}")
+    if decision.retrain and decision.window:
+        record_request(_lake(), decision, f"{trigger}, via mlops")
+        selection = ",".join(key.to_user_string() for key in RETRAIN_SELECTION)
+        materialize(selection, ops=training_set_ops(*decision.window))
+
+
 def print_summary() -> None:
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.summary import features_summary, lake_summary, models_summary, warehouse_summary
+    from mlops_assets.lib.summary import (
+        features_summary,
+        lake_summary,
+        models_summary,
+        monitoring_summary,
+        registry_summary,
+        warehouse_summary,
+    )
 
     settings = load_settings()
     lake = _lake()
@@ -131,8 +228,18 @@ def print_summary() -> None:
         lines += warehouse_summary(settings.home / "warehouse.duckdb")
     lines += features_summary(lake)
     lines += models_summary(lake)
+    lines += monitoring_summary(lake)
+    if lake.exists("models/registered_model.json"):
+        client, name = _registry()
+        lines += registry_summary(client, name)
     for line in lines:
         print(line)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    retrain_if_needed()
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -179,6 +286,53 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The online prediction service (mlops_assets/serving/app.py) under uvicorn, until interrupted."""
+    import logging
+
+    import torch
+    import uvicorn
+
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.serving.app import ServiceConfig, create_app_from_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One flight is a tiny forward pass: more intra-op threads only contend with the request threads.
+    torch.set_num_threads(args.torch_threads)
+    config = ServiceConfig(
+        default_threshold=args.default_threshold,
+        poll_interval_s=args.poll_interval,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        log_flush_interval_s=args.log_flush_interval,
+    )
+    app = create_app_from_settings(load_settings(), args.online_store, config)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
+    return 0
+
+
+def _add_serve_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="the online prediction service (POST /predict, /health)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--online-store", choices=["sqlite", "redis"], help="override the profile's Feast online store"
+    )
+    serve.add_argument(
+        "--default-threshold",
+        type=float,
+        default=0.3,
+        help="decision threshold for a model version without a decision_threshold tag (default 0.3)",
+    )
+    serve.add_argument("--poll-interval", type=float, default=2.0, help="seconds between champion checks")
+    serve.add_argument("--max-batch", type=int, default=1000, help="flights per /predict/batch request")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit (413)")
+    serve.add_argument("--log-flush-interval", type=float, default=5.0, help="prediction log -> lake, s")
+    serve.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    serve.add_argument("--access-log", action="store_true", help="uvicorn's access log (off: it costs)")
+    serve.set_defaults(handler=cmd_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,15 +346,23 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--start", type=_date, default=_date(DEFAULT_START))
         command.add_argument("--end", type=_date, default=_date(DEFAULT_END))
         command.add_argument("--no-reference", action="store_true", help="skip the reference tables")
+        if name == "replay":
+            command.add_argument(
+                "--every", type=float, help="deliver one day every this many seconds (a live feed)"
+            )
         command.set_defaults(handler=handler)
     commands.add_parser("summary", help="what the lake holds and what was quarantined").set_defaults(
         handler=cmd_summary
     )
+    commands.add_parser(
+        "retrain", help="apply the retraining sensor and floor schedule rules now; run the job if one fires"
+    ).set_defaults(handler=cmd_retrain)
     model = commands.add_parser("model", help="the registered model: show, history, promote, rollback")
     model.add_argument("action", choices=["show", "history", "promote", "rollback"])
     model.add_argument("--version", help="the version to promote")
     model.add_argument("--reason", help="why (kept in the alias history)")
     model.set_defaults(handler=cmd_model)
+    _add_serve_parser(commands)
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "promote" and not args.version:
         parser.error("model promote needs --version")

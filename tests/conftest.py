@@ -108,6 +108,7 @@ def training_set_home(tmp_path_factory) -> Path:
     from mlops_assets.defs.features.assets import read_warehouse_inputs
     from mlops_assets.defs.features.feast_assets import build_feast_assets
     from mlops_assets.defs.features.feast_store import FeastResource
+    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
     from tests.test_flight_features import _write_feature_lake, duckdb_tables
 
     home = tmp_path_factory.mktemp("training_home")
@@ -118,7 +119,11 @@ def training_set_home(tmp_path_factory) -> Path:
     result = dg.materialize(
         build_feast_assets(),
         selection=[dg.AssetKey(["features", "feature_views"]), dg.AssetKey(["features", "training_set"])],
-        resources={"feast": FeastResource(profile="local", home=str(home)), "lake": lake},
+        resources={
+            "feast": FeastResource(profile="local", home=str(home)),
+            "lake": lake,
+            "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
+        },
         run_config={
             "ops": {
                 "features__training_set": {
@@ -128,4 +133,50 @@ def training_set_home(tmp_path_factory) -> Path:
         },
     )
     assert result.success
+    return home
+
+
+def _without_state(source: Path):
+    """copytree's ignore: everything but the MLflow and Feast state, scratch space and model records, so
+    a copy can register its own version 1 and apply its own Feast registry."""
+    skipped = {source: {"mlflow", "feast", "scratch", "probe_rows.parquet"}, source / "lake": {"models"}}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return skipped.get(Path(directory), set()) & set(names)
+
+    return ignore
+
+
+@pytest.fixture(scope="session")
+def champion_home(training_set_home, tmp_path_factory) -> Path:
+    """A copy of `training_set_home` (which stays untouched: test_training registers its own version 1)
+    with the Feast registry applied, the SQLite online store materialized for TRAINING_WINDOW and the
+    training graph run once, so that version 1 of flight_delay is the champion."""
+    return build_champion_in(training_set_home, tmp_path_factory.mktemp("champion_home"))
+
+
+def build_champion_in(training_set_home: Path, home: Path) -> Path:
+    """`champion_home`'s recipe into an empty folder `home` (tests that change the home take their own)."""
+    import shutil
+
+    from mlops_assets.defs.features.feast_assets import build_feast_assets
+    from mlops_assets.defs.features.feast_store import FeastResource
+    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
+    from tests.test_training import RELAXED_FLOOR, run_training, training_resources
+
+    shutil.copytree(training_set_home, home, dirs_exist_ok=True, ignore=_without_state(training_set_home))
+    result = dg.materialize(
+        build_feast_assets(),
+        selection=[dg.AssetKey(["features", "feature_views"]), dg.AssetKey(["features", "online_store"])],
+        resources={
+            "feast": FeastResource(profile="local", home=str(home)),
+            "lake": LocalObjectStore(root=str(home / "lake")),
+            "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
+        },
+        tags=partition_range_tags(*TRAINING_WINDOW),
+    )
+    assert result.success
+    # A two-network ensemble with a short epoch budget: the service needs a real champion, not a good one.
+    quick = {"models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8}}}
+    assert run_training(training_resources(home), ops={**RELAXED_FLOOR, **quick}).success
     return home

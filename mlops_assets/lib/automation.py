@@ -1,10 +1,10 @@
 """The automation conditions of the daily graph.
 
 Dagster's `AutomationCondition.eager()` only acts on the latest time window. The data set's partitions
-are the days of 2013 and a replay lands them in the past, so the daily assets use the same rule without
-that restriction: a partition runs when it is newly missing or an upstream partition was updated (or is
-requested in the same tick), once nothing upstream is missing or in progress, and only when every
-blocking check upstream passed, so an asset never runs on data that failed validation.
+are the days of 2013 and a replay lands them in the past, so the daily assets use a rule without that
+restriction: a partition runs when an upstream partition was updated (or is requested in the same tick),
+once nothing upstream is missing or in progress, and only when every blocking check upstream passed, so
+an asset never runs on data that failed validation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dagster as dg
 
 
 def on_new_data(ignore_updates_of: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
-    """Run each partition once its inputs are there and valid, and again when they change.
+    """Run each partition when its inputs change (new data), once they are all there and valid.
 
     `ignore_updates_of`: upstream assets whose updates must not recompute history (e.g. a new champion
     must not re-score past days: each prediction keeps the version that made it).
@@ -23,8 +23,10 @@ def on_new_data(ignore_updates_of: Sequence[dg.AssetKey] = ()) -> dg.AutomationC
     updated = dg.AutomationCondition.any_deps_updated()
     if ignore_updates_of:
         updated = updated.ignore(dg.AssetSelection.assets(*ignore_updates_of))
+    # Not `newly_missing`: a partition that never had data stays missing until its data arrives. The
+    # first daemon tick on a home built through the CLI would otherwise score and report every past day.
     return (
-        (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
+        updated.since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

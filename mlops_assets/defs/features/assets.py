@@ -241,6 +241,8 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=on_new_data(),
+        # Days landing together would start a JVM each; the pool runs them one after the other.
+        pool="spark",
     )
     def flight_features(
         context: dg.AssetExecutionContext, spark: SparkResource, lake: ObjectStore, warehouse: Warehouse

@@ -120,6 +120,8 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
     ),
     # A re-applied registry must not re-materialize every past day.
     automation_condition=on_new_data(ignore_updates_of=[FEATURE_VIEWS]),
+    # One writer at a time: two days materializing at once lock the SQLite online store.
+    pool="online_store",
 )
 def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     first, last = context.partition_key_range.start, context.partition_key_range.end

@@ -35,6 +35,7 @@ GROUP = "transform"
 OWNER = "team:analytics-engineering"
 RAW_SOURCE = "raw"
 DAILY_TAG = "daily"  # dbt tag of the models partitioned by day
+REFERENCE_MODEL_KEYS = [dg.AssetKey(f"stg_{table}") for table in REFERENCE_RAW_TABLES]
 # The warehouse of the local profile is one DuckDB file with a single writer: the dbt steps share this
 # pool, which the instances (deploy/*/dagster.yaml, pools default_limit 1) run one at a time; on
 # PostgreSQL it also keeps two raw loads of the same table from racing.
@@ -74,8 +75,10 @@ class MlopsDbtTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None):
         spec = super().get_asset_spec(manifest, unique_id, project)
         # The manifest is parsed with the embedded target; the kind says where the model runs. Each
-        # model follows its landed days by itself (declarative automation).
-        return spec.replace_attributes(kinds={"dbt", self.adapter}, automation_condition=on_new_data())
+        # model follows its landed days by itself (declarative automation); a re-delivered reference
+        # table does not recompute every past day (that is a backfill a person decides on).
+        condition = on_new_data(ignore_updates_of=REFERENCE_MODEL_KEYS)
+        return spec.replace_attributes(kinds={"dbt", self.adapter}, automation_condition=condition)
 
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)

@@ -1,0 +1,359 @@
+"""The online prediction service: FastAPI over the Feast online store and the registry's champion.
+
+    POST /predict         one flight  -> probability, decision, threshold, model version
+    POST /predict/batch   {"flights": [...]} (1..max_batch) -> the same for each, scored by one model
+    GET  /health          200 with the champion's version and load time; 503 while there is none
+    GET  /docs, /openapi.json
+
+Status codes: 422 for anything wrong with the request (FastAPI's body, `detail: [{type, loc, msg, input}]`,
+also for unknown carriers or airports and for flights the online store has no schedule for), 413 in the
+same shape for a body over `max_body_bytes` (declared by Content-Length or counted as it streams in),
+503 while no champion exists or the online store cannot be read.
+
+Endpoints are plain `def`: Starlette runs them in its thread pool, so a Feast read or a forward pass never
+blocks the event loop, and the champion swap (another thread) never makes a request wait.
+"""
+
+import contextlib
+import datetime as dt
+import gc
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from mlops_assets.serving.champion import DEFAULT_THRESHOLD, Champion, ChampionHolder
+from mlops_assets.serving.features import FeatureReader, unscheduled
+from mlops_assets.serving.flights import (
+    FlightRequest,
+    KnownCodes,
+    batch_request_model,
+    flight_loc,
+    load_known_codes,
+)
+from mlops_assets.serving.prediction_log import DAY_COLUMN, PredictionLog
+
+log = logging.getLogger("mlops.serving")
+# Feast needs at least one entity row; a flight that does not exist reads nulls.
+WARM_UP_ROW = {"flight_id": "warm-up", "carrier": "AA", "origin": "JFK", "dest": "LAX", "route": "JFK-LAX"}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What an operator may change (`mlops serve --help` exposes each)."""
+
+    default_threshold: float = DEFAULT_THRESHOLD  # for versions without a `decision_threshold` tag
+    poll_interval_s: float = 2.0  # how often the `champion` alias is checked
+    max_batch: int = 1000  # flights per /predict/batch request
+    max_body_bytes: int = 1 << 20  # 1 MiB: about 7,000 flights of JSON, far above max_batch
+    log_flush_interval_s: float = 5.0  # prediction log -> lake
+    registry_refresh_s: float = 60.0  # Feast registry re-read, off the request path
+
+
+# ---- response models -----------------------------------------------------------------------------------
+
+
+class Prediction(BaseModel):
+    flight_id: str = Field(description="The flight's key in the feature store (fct_flights.flight_id).")
+    probability_late: float = Field(description="Probability of arriving more than 15 minutes late.")
+    decision: Literal["late", "on_time"] = Field(description="late when probability_late >= threshold.")
+    decision_threshold: float
+    threshold_source: Literal["model_version_tag", "service_default"]
+    model_version: str = Field(description="Version of the registered model flight_delay that scored it.")
+
+
+class BatchPrediction(BaseModel):
+    model_version: str = Field(description="One model scores a whole batch, even across a swap.")
+    predictions: list[Prediction]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "no_champion"]
+    champion_version: str | None
+    model_uri: str | None
+    model_loaded_at: dt.datetime | None
+    decision_threshold: float | None
+    threshold_source: str | None
+    feature_store: str
+    feature_service: str | None
+    online_read_retries: int
+    champion_error: str | None
+    prediction_log: dict[str, Any]
+
+
+# ---- the service ---------------------------------------------------------------------------------------
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's sight.
+
+    Feast, MLflow, torch and dagster leave about 600,000 long-lived objects; a full collection scans all
+    of them (0.6 s here) with every thread stopped, and under load one came every ten seconds or so: it
+    was the p99. Frozen objects are never scanned again; what requests allocate is still collected.
+    Called once started and after each champion swap (the new model's objects)."""
+    gc.collect()
+    gc.freeze()
+
+
+class PredictionService:
+    """The parts a request uses: online features, the champion, the reference codes, the log."""
+
+    def __init__(self, feast, mlflow, lake, config: ServiceConfig) -> None:
+        self.config = config
+        self._feast, self._lake = feast, lake
+        self.holder = ChampionHolder(mlflow, config.default_threshold, config.poll_interval_s, freeze_heap)
+        self.log = PredictionLog(lake, config.log_flush_interval_s)
+        self.reader: FeatureReader | None = None
+        self._codes: KnownCodes | None = None
+        self._codes_by_version: dict[str, KnownCodes] = {}
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the online store, load the reference codes and the champion (if any), start the threads."""
+        self.reader = FeatureReader(self._feast)
+        self._codes = load_known_codes(self._lake)
+        try:
+            self.holder.check()
+        except Exception as error:  # the registry is down at startup: serve 503 until it is back
+            log.warning(f"no champion at startup: {error}")
+        if self.holder.current is not None:  # registry and connection warm before the first request
+            self.reader.read([WARM_UP_ROW], self.holder.current.feature_service)
+        self.log.start()
+        freeze_heap()
+        self.holder.start()
+        self._refresher = threading.Thread(target=self._refresh_registry, name="feast-registry", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.holder.stop()
+        self.log.stop()
+        gc.unfreeze()  # the process may go on (tests): its objects are collectable again
+
+    def _refresh_registry(self) -> None:
+        while not self._stop.wait(self.config.registry_refresh_s):
+            try:
+                self.reader.refresh_registry()
+            except Exception as error:
+                log.warning(f"could not refresh the Feast registry: {error}")
+
+    def codes(self, champion: Champion) -> KnownCodes:
+        """Reference codes plus the champion's own vocabulary (a code it was trained on is known)."""
+        known = self._codes_by_version.get(champion.version)
+        if known is None:
+            vocabulary = champion.vocabulary
+            known = KnownCodes(
+                carriers=self._codes.carriers | set(vocabulary.get("carrier", ())),
+                airports=self._codes.airports | set(vocabulary.get("dest", ())),
+            )
+            self._codes_by_version = {champion.version: known}
+        return known
+
+    def score(self, flights: list[FlightRequest], batch: bool) -> tuple[Champion, list[dict[str, Any]]]:
+        """Read features, score with one champion, log; raises the 422/503 a request deserves."""
+        started = time.perf_counter()
+        champion = self.holder.current  # read once: this request scores with this model to the end
+        if champion is None:
+            raise HTTPException(503, "no champion model in the registry yet; try again later")
+        errors = self.codes(champion).errors(flights, batch)
+        if errors:
+            raise RequestValidationError(errors)
+        rows = [flight.entity_row() for flight in flights]
+        try:
+            online = self.reader.read(rows, champion.feature_service)
+        except Exception as error:
+            log.exception("online feature read failed")
+            raise HTTPException(503, f"the online feature store cannot be read: {error}") from None
+        missing = unscheduled(online, len(rows))
+        if missing:
+            raise RequestValidationError([_unscheduled_error(flights[i], i, batch) for i in missing])
+        probabilities = champion.score(online)
+        predictions = [
+            {
+                "flight_id": row["flight_id"],
+                "probability_late": float(p),
+                "decision": "late" if p >= champion.threshold else "on_time",
+                "decision_threshold": champion.threshold,
+                "threshold_source": champion.threshold_source,
+                "model_version": champion.version,
+            }
+            for row, p in zip(rows, probabilities, strict=True)
+        ]
+        self._record(flights, online, predictions, (time.perf_counter() - started) * 1000)
+        return champion, predictions
+
+    def _record(self, flights, online: dict[str, list], predictions: list[dict], latency_ms: float) -> None:
+        n = len(flights)
+        columns: dict[str, list] = {
+            "requested_at": [dt.datetime.now(dt.UTC)] * n,
+            "request_id": [uuid.uuid4().hex] * n,
+            "batch_size": [n] * n,
+            DAY_COLUMN: [f.local_day for f in flights],
+            "carrier": [f.carrier for f in flights],
+            "flight_number": [f.flight_number for f in flights],
+            "origin": [f.origin for f in flights],
+            "dest": [f.dest for f in flights],
+            "scheduled_departure_utc": [f.scheduled_departure for f in flights],
+        }
+        for key in ("flight_id", "probability_late", "decision", "decision_threshold", "model_version"):
+            columns[key] = [p[key] for p in predictions]
+        columns["threshold_source"] = [predictions[0]["threshold_source"]] * n
+        columns["latency_ms"] = [latency_ms] * n
+        columns.update({name: values for name, values in online.items() if "__" in name})
+        self.log.record(columns, n)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        champion = self.holder.current
+        body = {
+            "status": "ok" if champion else "no_champion",
+            "champion_version": champion.version if champion else None,
+            "model_uri": champion.model_uri if champion else None,
+            "model_loaded_at": champion.loaded_at if champion else None,
+            "decision_threshold": champion.threshold if champion else None,
+            "threshold_source": champion.threshold_source if champion else None,
+            "feature_store": self.reader.store_type if self.reader else "not started",
+            "feature_service": champion.feature_service if champion else None,
+            "online_read_retries": self.reader.retries if self.reader else 0,
+            "champion_error": self.holder.last_error,
+            "prediction_log": self.log.stats(),
+        }
+        return (200 if champion else 503), body
+
+
+def _unscheduled_error(flight: FlightRequest, index: int, batch: bool) -> dict[str, Any]:
+    return {
+        "type": "unknown_flight",
+        "loc": [*flight_loc(index, batch), "scheduled_departure"],
+        "msg": (
+            f"no scheduled flight {flight.flight_id} in the online store: check carrier, flight_number, "
+            "origin and scheduled_departure (or that day is not materialized yet)"
+        ),
+        "input": {
+            "flight_number": flight.flight_number,
+            "scheduled_departure": flight.scheduled_departure.isoformat(),
+        },
+    }
+
+
+# ---- the HTTP layer ------------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413 before any parsing (declared by
+    Content-Length or counted while it streams in), in the same `detail` shape as a 422.
+
+    FastAPI 0.165 has `FastAPI(max_body_size=...)` (Starlette's RequestBodyLimitMiddleware), but for a
+    body whose declared length is over the limit it replaces whatever response the app sends with a
+    plain-text "Content Too Large", so a client could not read the reason the way it reads a 422."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send, int(declared))
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send, None)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send, declared: int | None) -> None:
+        size = f"is {declared} bytes" if declared is not None else "streamed in goes past the limit"
+        message = (
+            f"the request body {size}; the limit is {self.max_bytes} bytes (send fewer flights per request)"
+        )
+        detail = [{"type": "body_too_large", "loc": ["body"], "msg": message, "input": None}]
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> FastAPI:
+    """The app over resolved resources: a FeastResource, an MlflowResource and the lake ObjectStore."""
+    config = config or ServiceConfig()
+    service = PredictionService(feast, mlflow, lake, config)
+    batch_model = batch_request_model(config.max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="flight_delay online predictions",
+        version="1",
+        description=__doc__,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+
+    @app.post("/predict", response_model=Prediction, responses={413: {}, 503: {}})
+    def predict(flight: FlightRequest) -> dict[str, Any]:
+        """Probability that one flight arrives more than 15 minutes late, and the decision."""
+        _, predictions = service.score([flight], batch=False)
+        return predictions[0]
+
+    @app.post("/predict/batch", response_model=BatchPrediction, responses={413: {}, 503: {}})
+    def predict_batch(request: batch_model) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The same for up to `max_batch` flights, all scored by the same model version."""
+        champion, predictions = service.score(request.flights, batch=True)
+        return {"model_version": champion.version, "predictions": predictions}
+
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    def health() -> JSONResponse:
+        status, body = service.health()
+        return JSONResponse(Health(**body).model_dump(mode="json"), status_code=status)
+
+    return app
+
+
+def create_app_from_settings(settings, online_store: str | None = None, config: ServiceConfig | None = None):
+    """The app of a profile: its Feast (optionally with another online store), MLflow and lake."""
+    import dagster as dg
+
+    from mlops_assets.defs.features.feast_assets import feast_resource
+    from mlops_assets.defs.training.definitions import mlflow_resource
+    from mlops_assets.lib.resources import build_resources
+
+    overrides = {"online_store": online_store} if online_store else {}
+    resources = {
+        "feast": feast_resource(settings, **overrides),
+        "mlflow": mlflow_resource(settings),
+        "lake": build_resources(settings)["lake"],
+    }
+    # EnvVar fields (production) are resolved here, when the command runs.
+    with dg.build_resources(resources) as built:
+        return create_app(built.feast, built.mlflow, built.lake, config)

@@ -1,0 +1,603 @@
+"""The online prediction service against real parts: the champion of a real MLflow registry (trained on a
+three-week window by the `champion_home` fixture), the Feast online store materialized for that window
+(SQLite, and the machine's Redis), FastAPI's TestClient and a real uvicorn on 127.0.0.1.
+
+1. keys: a request's flight_id is fct_flights' flight_id;
+2. predictions: one flight and a batch score exactly as the registered pyfunc scores the online row;
+3. bad requests: every kind gets a 422 (or 413) that names the field, never a 500;
+4. health, OpenAPI, the prediction log in the lake;
+5. under load on a real server: a materialization of the online store and a champion swap fail no request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TRAINING_WINDOW
+
+POLL_S = 0.2  # the tests' champion poll interval (the service default is 2 s)
+DAY = "2013-01-20"  # a day inside the window, materialized online
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def scheduled_flights(home: Path, day: str = DAY, limit: int = 40) -> pd.DataFrame:
+    """Real flights of `day` from fct_flights: their keys as a client would send them, and flight_id."""
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            """
+            select flight_id, carrier, flight_number, origin, dest, sched_dep_local, sched_dep_utc
+            from marts.fct_flights where flight_date = cast(? as date) order by flight_id limit ?
+            """,
+            [day, limit],
+        ).df()
+
+
+def request_body(flight) -> dict:
+    """The JSON of one flight, departure as a naive New York wall clock (as sched_dep_time is)."""
+    return {
+        "carrier": flight.carrier,
+        "flight_number": int(flight.flight_number),
+        "origin": flight.origin,
+        "dest": flight.dest,
+        "scheduled_departure": pd.Timestamp(flight.sched_dep_local).isoformat(),
+    }
+
+
+def resources(home: Path, online_store: str | None = None, project: str | None = None) -> dict:
+    from mlops_assets.defs.features.feast_store import FeastResource
+    from mlops_assets.defs.training.resources import MlflowResource
+    from mlops_assets.lib.storage import LocalObjectStore
+
+    feast = {"online_store": online_store} if online_store else {}
+    if project:
+        feast["project"] = project
+    return {
+        "feast": FeastResource(profile="local", home=str(home), **feast),
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
+        "lake": LocalObjectStore(root=str(home / "lake")),
+    }
+
+
+def make_app(home: Path, online_store: str | None = None, project: str | None = None, **config):
+    from mlops_assets.serving.app import ServiceConfig, create_app
+
+    parts = resources(home, online_store, project)
+    settings = ServiceConfig(**{"poll_interval_s": POLL_S, **config})
+    return create_app(parts["feast"], parts["mlflow"], parts["lake"], settings)
+
+
+def offline_probabilities(home: Path, version: str, flights: pd.DataFrame, feast) -> np.ndarray:
+    """What the registered pyfunc says for the online feature rows of `flights`: the reference a
+    service answer must equal (same rows, same model_input_frame as training)."""
+    import mlflow
+
+    from mlops_assets.defs.training.data import model_input_frame
+    from mlops_assets.ml.data import categorical_columns, numeric_columns
+
+    rows = [
+        {"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+         "route": f"{f.origin}-{f.dest}"}
+        for f in flights.itertuples()
+    ]  # fmt: skip
+    online = pd.DataFrame(feast.online_features(rows, "flight_delay_v1"))
+    training = pd.read_parquet(
+        home / "lake" / "features" / "training_set" / f"{'_'.join(TRAINING_WINDOW)}.parquet"
+    )
+    inputs = model_input_frame(online, categorical_columns(training), numeric_columns(training))
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    return mlflow.pyfunc.load_model(f"models:/flight_delay/{version}").predict(inputs).to_numpy()
+
+
+def expected_threshold(home: Path, version: str) -> tuple[float, str]:
+    """The version's decision_threshold tag when the registry stage set one, else the service default."""
+    tags = resources(home)["mlflow"].client().get_model_version("flight_delay", version).tags
+    if "decision_threshold" in tags:
+        return float(tags["decision_threshold"]), "model_version_tag"
+    return 0.3, "service_default"
+
+
+def errors_of(response) -> list[tuple[tuple, str]]:
+    assert response.status_code in (413, 422), (response.status_code, response.text)
+    return [(tuple(e["loc"]), e["type"]) for e in response.json()["detail"]]
+
+
+# ---- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flights(champion_home) -> pd.DataFrame:
+    return scheduled_flights(champion_home)
+
+
+@pytest.fixture(scope="module")
+def client(champion_home):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(champion_home)) as test_client:
+        yield test_client
+
+
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """The app under a real uvicorn on 127.0.0.1 (an ephemeral port), in a thread; yields its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+class Load:
+    """Threads that post one-flight and batch requests back to back until stopped; every response kept."""
+
+    def __init__(self, url: str, bodies: list[dict], threads: int = 4) -> None:
+        self.url, self.bodies = url, bodies
+        # per thread, in order: (flight_id, model_version, probability_late) of every prediction
+        self.results: list[list[tuple[str, str, float]]] = [[] for _ in range(threads)]
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def versions_seen(self) -> set[str]:
+        return {version for results in self.results for _, version, _ in results}
+
+    def _run(self, index: int) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            n = 0
+            while not self._stop.is_set():
+                n += 1
+                body = self.bodies[(index + n) % len(self.bodies)]
+                batch = n % 3 == 0
+                try:
+                    if batch:
+                        response = http.post("/predict/batch", json={"flights": self.bodies[:5]})
+                    else:
+                        response = http.post("/predict", json=body)
+                except httpx.HTTPError as error:
+                    self.failures.append(f"{type(error).__name__}: {error}")
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code}: {response.text[:300]}")
+                    continue
+                payload = response.json()
+                predictions = payload["predictions"] if batch else [payload]
+                versions = {p["model_version"] for p in predictions}
+                if batch and versions != {payload["model_version"]}:
+                    self.failures.append(f"a batch scored by two versions: {payload}")
+                for p in predictions:
+                    self.results[index].append((p["flight_id"], p["model_version"], p["probability_late"]))
+
+
+# ---- 1. keys -------------------------------------------------------------------------------------------
+
+
+def test_request_keys_are_the_flight_ids_of_fct_flights(training_set_home):
+    from mlops_assets.serving.flights import FlightRequest
+
+    sample = scheduled_flights(training_set_home, day="2013-01-07", limit=5000)
+    assert len(sample) > 500
+    for flight in sample.itertuples():
+        request = FlightRequest.model_validate(request_body(flight))
+        assert request.flight_id == flight.flight_id
+        assert request.entity_row()["route"] == f"{flight.origin}-{flight.dest}"
+    # The same instant with an explicit offset, lower-case codes: the same key.
+    flight = sample.iloc[0]
+    utc = pd.Timestamp(flight.sched_dep_utc).tz_localize("UTC") if pd.Timestamp(
+        flight.sched_dep_utc).tzinfo is None else pd.Timestamp(flight.sched_dep_utc)  # fmt: skip
+    body = {**request_body(flight), "carrier": flight.carrier.lower(), "scheduled_departure": utc.isoformat()}
+    assert FlightRequest.model_validate(body).flight_id == flight.flight_id
+
+
+# ---- 2. predictions ------------------------------------------------------------------------------------
+
+
+def test_one_flight_is_scored_by_the_champion_exactly_as_offline(client, champion_home, flights):
+    flight = flights.iloc[3]
+    response = client.post("/predict", json=request_body(flight))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    threshold, source = expected_threshold(champion_home, "1")
+    assert body["flight_id"] == flight.flight_id and body["model_version"] == "1"
+    assert body["decision_threshold"] == pytest.approx(threshold) and body["threshold_source"] == source
+    assert body["decision"] == ("late" if body["probability_late"] >= threshold else "on_time")
+    feast = resources(champion_home)["feast"]
+    reference = offline_probabilities(champion_home, "1", flights.iloc[[3]], feast)
+    assert body["probability_late"] == pytest.approx(float(reference[0]), abs=1e-6)
+
+
+def test_a_batch_scores_each_flight_as_a_single_request_would(client, champion_home, flights):
+    batch = flights.head(25)
+    response = client.post("/predict/batch", json={"flights": [request_body(f) for f in batch.itertuples()]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "1"
+    assert [p["flight_id"] for p in body["predictions"]] == batch["flight_id"].tolist()
+    probabilities = np.array([p["probability_late"] for p in body["predictions"]])
+    assert ((probabilities > 0) & (probabilities < 1)).all() and probabilities.std() > 0
+    single = client.post("/predict", json=request_body(batch.iloc[7])).json()
+    assert single["probability_late"] == pytest.approx(probabilities[7], abs=1e-6)
+    reference = offline_probabilities(champion_home, "1", batch, resources(champion_home)["feast"])
+    np.testing.assert_allclose(probabilities, reference, atol=1e-6)
+
+
+def test_the_decision_threshold_is_the_versions_tag_or_the_service_default():
+    from mlops_assets.serving.champion import decision_threshold
+
+    assert decision_threshold({"decision_threshold": "0.42"}, 0.3) == (0.42, "model_version_tag")
+    assert decision_threshold({}, 0.3) == (0.3, "service_default")
+    for broken in ("0.5x", "1.5", "0", "nan"):  # not a probability strictly inside (0, 1)
+        assert decision_threshold({"decision_threshold": broken}, 0.25) == (0.25, "service_default")
+
+
+def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion_home):
+    """The service's numpy path (ModelInputs) against training's own: Preprocessor.transform of
+    model_input_frame, bit for bit, on every online row of three days and on rows no real flight has."""
+    import mlflow
+
+    from mlops_assets.defs.training.data import model_input_frame
+    from mlops_assets.serving.features import ModelInputs
+
+    days = pd.concat(
+        [scheduled_flights(champion_home, d, limit=5000) for d in ("2013-01-02", "2013-01-14", DAY)]
+    )
+    rows = [
+        {"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+         "route": f"{f.origin}-{f.dest}"}
+        for f in days.itertuples()
+    ]  # fmt: skip
+    online = resources(champion_home)["feast"].online_features(rows, "flight_delay_v1")
+    mlflow.set_tracking_uri(f"sqlite:///{champion_home / 'mlflow' / 'mlflow.db'}")
+    prep = mlflow.pyfunc.load_model("models:/flight_delay/1").unwrap_python_model().bundle.preprocessor
+    edge = {name: list(values[:4]) for name, values in online.items()}
+    edge["carrier"][0] = "ZZ"  # a carrier the model never saw: index 0
+    edge["flight_schedule__sched_dep_hour_local"][1] = None  # a missing category
+    edge["flight_schedule__sched_dep_hour_local"][2] = 7.0  # the same hour as 7
+    for name in prep.numeric:
+        edge[name][3] = None  # every number missing: medians and indicators
+    inputs = ModelInputs(prep)
+
+    def same(columns: dict[str, list]) -> None:
+        fast = inputs.transform(columns)
+        exact = prep.transform(model_input_frame(pd.DataFrame(columns), prep.categorical, prep.numeric))
+        np.testing.assert_array_equal(fast[0], exact[0])
+        np.testing.assert_array_equal(fast[1], exact[1])
+
+    assert len(rows) > 2000
+    same(online)
+    same({name: online[name] + edge[name] for name in online})
+    for i in (0, 100, 1000):  # one flight, as most requests are (pandas types its columns differently)
+        same({name: values[i : i + 1] for name, values in online.items()})
+
+
+# ---- 3. bad requests -----------------------------------------------------------------------------------
+
+
+def _replace(body: dict, **changes) -> dict:
+    out = {**body, **changes}
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+MALFORMED = {
+    # name: (change to a valid body, expected (loc, type) in the 422's detail)
+    "missing field": ({"dest": ...}, (("body", "dest"), "missing")),
+    "number as text": ({"flight_number": "1545"}, (("body", "flight_number"), "int_type")),
+    "number not a number": ({"flight_number": "abc"}, (("body", "flight_number"), "int_type")),
+    "number as a list": ({"flight_number": [1545]}, (("body", "flight_number"), "int_type")),
+    "number zero": ({"flight_number": 0}, (("body", "flight_number"), "greater_than")),
+    "carrier not text": ({"carrier": 12}, (("body", "carrier"), "string_type")),
+    "carrier malformed": ({"carrier": "UNITED"}, (("body", "carrier"), "string_pattern_mismatch")),
+    "unknown carrier": ({"carrier": "ZZ"}, (("body", "carrier"), "unknown_carrier")),
+    "origin outside New York": ({"origin": "BOS"}, (("body", "origin"), "literal_error")),
+    "unknown airport": ({"dest": "QQQ"}, (("body", "dest"), "unknown_airport")),
+    "date after the data": (
+        {"scheduled_departure": "2014-01-20T08:00"}, (("body", "scheduled_departure"), "date_outside_data")
+    ),
+    "date before the data (New York day)": (
+        {"scheduled_departure": "2013-01-01T04:30:00Z"},  # 23:30 on Dec 31 in New York
+        (("body", "scheduled_departure"), "date_outside_data"),
+    ),
+    "date without a time": (
+        {"scheduled_departure": "2013-01-20"}, (("body", "scheduled_departure"), "datetime_without_time")
+    ),
+    "date as a number": (
+        {"scheduled_departure": 1358683200}, (("body", "scheduled_departure"), "datetime_type")
+    ),
+    "date not a date": (
+        {"scheduled_departure": "next tuesday"},
+        (("body", "scheduled_departure"), "datetime_from_date_parsing"),
+    ),
+    "seconds in the departure": (
+        {"scheduled_departure": "2013-01-20T08:00:30"},
+        (("body", "scheduled_departure"), "datetime_not_whole_minute"),
+    ),
+    "unexpected field": ({"destination": "IAH"}, (("body", "destination"), "extra_forbidden")),
+    "not a scheduled flight": (
+        {"flight_number": 9999}, (("body", "scheduled_departure"), "unknown_flight")
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+def test_a_malformed_flight_gets_a_422_that_names_the_field(client, flights, case):
+    change, expected = MALFORMED[case]
+    response = client.post("/predict", json=_replace(request_body(flights.iloc[0]), **change))
+    assert response.status_code == 422, response.text
+    assert expected in errors_of(response)
+    assert all(e["msg"] for e in response.json()["detail"])
+
+
+def test_malformed_bodies_and_batches_get_a_422_never_a_500(client, flights):
+    good = [request_body(f) for f in flights.head(6).itertuples()]
+    not_json = client.post(
+        "/predict", content=b'{"carrier": "UA",', headers={"content-type": "application/json"}
+    )
+    assert (("body", 17), "json_invalid") in errors_of(not_json)
+    assert (("body",), "missing") in errors_of(client.post("/predict"))
+    assert (("body",), "model_attributes_type") in errors_of(client.post("/predict", json=[good[0]]))
+    assert (("body", "flights"), "too_short") in errors_of(
+        client.post("/predict/batch", json={"flights": []})
+    )
+    too_many = client.post("/predict/batch", json={"flights": good * 200})  # 1,200 > max_batch 1,000
+    assert (("body", "flights"), "too_long") in errors_of(too_many)
+    one_bad = [*good[:3], {**good[3], "dest": "QQQ"}, {**good[4], "flight_number": "x"}, good[5]]
+    listed = errors_of(client.post("/predict/batch", json={"flights": one_bad}))
+    assert (("body", "flights", 4, "flight_number"), "int_type") in listed
+    # The structure is checked first; once it is fine, the reference tables name the unknown airport.
+    listed = errors_of(
+        client.post("/predict/batch", json={"flights": [*good[:3], {**good[3], "dest": "QQQ"}]})
+    )
+    assert listed == [(("body", "flights", 3, "dest"), "unknown_airport")]
+
+
+def test_a_huge_body_gets_a_413_declared_or_streamed(champion_home, flights):
+    import httpx
+
+    huge = json.dumps({"flights": [request_body(flights.iloc[0])] * 20_000}).encode()  # about 2.6 MB
+    assert len(huge) > 1 << 20
+    with served(make_app(champion_home)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        declared = http.post("/predict/batch", content=huge, headers={"content-type": "application/json"})
+        assert errors_of(declared) == [(("body",), "body_too_large")] and declared.status_code == 413
+
+        def chunks():  # no Content-Length: Transfer-Encoding chunked, counted as it arrives
+            for start in range(0, len(huge), 64 * 1024):
+                yield huge[start : start + 64 * 1024]
+
+        streamed = http.post("/predict/batch", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and "limit is 1048576 bytes" in streamed.json()["detail"][0]["msg"]
+        assert http.post("/predict", json=request_body(flights.iloc[0])).status_code == 200
+
+
+# ---- 4. health, schema, log ----------------------------------------------------------------------------
+
+
+def test_health_names_the_champion_and_the_store(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["champion_version"] == "1"
+    assert body["feature_store"] == "sqlite" and body["feature_service"] == "flight_delay_v1"
+    assert dt.datetime.fromisoformat(body["model_loaded_at"]) <= dt.datetime.now(dt.UTC)
+    assert body["model_uri"] == "models:/flight_delay/1"
+
+
+def test_without_a_champion_health_and_predict_answer_503(champion_home, tmp_path, flights):
+    from fastapi.testclient import TestClient
+
+    from mlops_assets.serving.app import ServiceConfig, create_app
+
+    parts = resources(champion_home)
+    empty = type(parts["mlflow"])(tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    with TestClient(create_app(parts["feast"], empty, parts["lake"], ServiceConfig())) as http:
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "no_champion"
+        response = http.post("/predict", json=request_body(flights.iloc[0]))
+        assert response.status_code == 503 and "no champion" in response.json()["detail"]
+
+
+def test_the_openapi_schema_documents_the_endpoints(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health"} <= set(schema["paths"])
+    flight = schema["components"]["schemas"]["FlightRequest"]
+    assert set(flight["required"]) == {"carrier", "flight_number", "origin", "dest", "scheduled_departure"}
+    assert flight["properties"]["origin"]["enum"] == ["EWR", "JFK", "LGA"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_every_prediction_is_logged_to_the_lake(champion_home, flights):
+    from fastapi.testclient import TestClient
+
+    app = make_app(champion_home, log_flush_interval_s=3600)  # only the shutdown flush writes
+    folder = champion_home / "lake" / "predictions" / "online" / DAY
+    before = set(folder.glob("*.parquet"))
+    with TestClient(app) as http:
+        single = http.post("/predict", json=request_body(flights.iloc[0])).json()
+        batch = http.post(
+            "/predict/batch", json={"flights": [request_body(f) for f in flights.head(4).itertuples()]}
+        )
+        assert batch.status_code == 200
+        assert not set(folder.glob("*.parquet")) - before  # nothing written on the request path
+    written = sorted(set(folder.glob("*.parquet")) - before)
+    assert len(written) == 1
+    log = pd.read_parquet(written[0])
+    assert len(log) == 5 and log["batch_size"].tolist() == [1, 4, 4, 4, 4]
+    assert log["flight_id"].tolist() == [single["flight_id"], *flights.head(4)["flight_id"]]
+    assert log.loc[0, "probability_late"] == pytest.approx(single["probability_late"])
+    assert (log["model_version"] == "1").all() and (log["latency_ms"] > 0).all()
+    assert {"decision", "decision_threshold", "requested_at", "scheduled_departure_utc"} <= set(log.columns)
+    assert "weather_hourly__temp" in log.columns and log["flight_schedule__distance"].notna().all()
+
+
+# ---- 5. a real server under load -----------------------------------------------------------------------
+
+
+def _redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def test_redis_online_store_serves_the_same_predictions(champion_home, client, flights):
+    import redis
+
+    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+
+    assert _redis_available(), "this test needs the machine's Redis at 127.0.0.1:6379"
+    project = f"serving_{uuid.uuid4().hex[:8]}"
+    feast = resources(champion_home, "redis", project)["feast"]
+    try:
+        feast.apply()
+        start, end = local_days_utc_span(*TRAINING_WINDOW)  # the window the SQLite store holds
+        feast.materialize(start - MATERIALIZE_LOOKBACK, end - dt.timedelta(microseconds=1))
+        bodies = [request_body(f) for f in flights.head(10).itertuples()]
+        with served(make_app(champion_home, "redis", project)) as url:
+            import httpx
+
+            health = httpx.get(f"{url}/health").json()
+            assert health["feature_store"] == "redis"
+            on_redis = httpx.post(f"{url}/predict/batch", json={"flights": bodies}, timeout=30).json()
+        on_sqlite = client.post("/predict/batch", json={"flights": bodies}).json()
+        assert [p["flight_id"] for p in on_redis["predictions"]] == [
+            p["flight_id"] for p in on_sqlite["predictions"]
+        ]
+        np.testing.assert_allclose(
+            [p["probability_late"] for p in on_redis["predictions"]],
+            [p["probability_late"] for p in on_sqlite["predictions"]],
+            atol=1e-9,
+        )
+    finally:
+        keys = list(redis.Redis(host="127.0.0.1", port=6379).scan_iter(match=f"*{project}".encode()))
+        if keys:
+            redis.Redis(host="127.0.0.1", port=6379).delete(*keys)
+
+
+def test_materializing_the_online_store_while_serving_fails_no_request(champion_home, flights):
+    """The daily features/online_store run commits MATERIALIZING states to the registry file the server
+    reads, rewriting it in place. A plain Feast client refuses to read such views (the control below);
+    the service keeps serving the last values and re-reads a registry caught mid-write."""
+    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+
+    bodies = [request_body(f) for f in flights.head(20).itertuples()]
+    rows = [
+        {"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+         "route": f"{f.origin}-{f.dest}"}
+        for f in flights.head(1).itertuples()
+    ]  # fmt: skip
+    plain = resources(champion_home)["feast"]  # another FeatureStore on the same registry, as a reader
+    plain.online_features(rows, "flight_delay_v1")
+    refused, done = [], threading.Event()
+
+    def control() -> None:
+        while not done.is_set():
+            try:
+                plain.online_features(rows, "flight_delay_v1")
+            except Exception as error:
+                refused.append(str(error))
+            time.sleep(0.01)
+
+    materializer = resources(champion_home)["feast"]  # as the Dagster asset would, from another run
+    start, end = local_days_utc_span(DAY, DAY)
+    with served(make_app(champion_home)) as url, Load(url, bodies, threads=3) as load:
+        probe = threading.Thread(target=control, daemon=True)
+        probe.start()
+        time.sleep(0.5)
+        materializer.materialize(start - MATERIALIZE_LOOKBACK, end - dt.timedelta(microseconds=1))
+        time.sleep(0.5)
+        done.set()
+        probe.join()
+    assert refused, "the materialization never exposed a MATERIALIZING view: this test would prove nothing"
+    assert not load.failures, load.failures[:5]
+    assert sum(len(r) for r in load.results) > 50
+
+
+def test_a_new_champion_takes_over_under_load_and_no_request_fails(champion_home, flights):
+    from mlops_assets.defs.training import registry
+    from tests.test_training import TRAINING_KEYS, run_training, training_resources
+
+    training = training_resources(champion_home)
+    # Version 2: a different network (trained on shuffled labels), refused by the gate, promoted by hand.
+    quick = {"shuffle_labels": True, "ensemble_size": 1, "max_epochs": 2}
+    result = run_training(
+        training, selection=TRAINING_KEYS[2:], ops={"models__flight_delay_model": {"config": quick}}
+    )
+    assert result.success
+    client = training["mlflow"].client()
+    assert registry.alias_version(client, "flight_delay", registry.CHALLENGER) == "2"
+    client.set_model_version_tag("flight_delay", "2", "decision_threshold", "0.42")
+
+    bodies = [request_body(f) for f in flights.head(20).itertuples()]
+    try:
+        with served(make_app(champion_home)) as url, Load(url, bodies) as load:
+            time.sleep(1.0)
+            before_swap = load.versions_seen()
+            registry.promote(client, "flight_delay", "2", "test", "alias switch under load")
+            deadline = time.monotonic() + 60
+            while not all(r and r[-1][1] == "2" for r in load.results) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+    finally:
+        registry.rollback(client, "flight_delay", "test")
+    assert before_swap == {"1"}
+    assert not load.failures, load.failures[:5]
+    for results in load.results:
+        versions = [version for _, version, _ in results]
+        assert versions[0] == "1" and versions[-1] == "2", "every thread saw both models"
+        switched = versions.index("2")
+        assert set(versions[switched:]) == {"2"}, "once swapped, never back"
+    # Each answer is its version's model on that flight: the new model, not the old one relabelled.
+    feast = resources(champion_home)["feast"]
+    served_flights = flights.head(20)
+    reference = {
+        version: dict(
+            zip(
+                served_flights["flight_id"],
+                offline_probabilities(champion_home, version, served_flights, feast),
+                strict=True,
+            )
+        )
+        for version in ("1", "2")
+    }
+    answers = [answer for results in load.results for answer in results]
+    assert len(answers) > 100, len(answers)
+    for flight_id, version, probability in answers:
+        assert probability == pytest.approx(reference[version][flight_id], abs=1e-6), (flight_id, version)
+    assert max(abs(reference["1"][f] - reference["2"][f]) for f in reference["1"]) > 1e-3
