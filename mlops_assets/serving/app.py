@@ -52,7 +52,7 @@ class ServiceConfig:
     default_threshold: float = DEFAULT_THRESHOLD  # for versions without a `decision_threshold` tag
     poll_interval_s: float = 2.0  # how often the `champion` alias is checked
     max_batch: int = 1000  # flights per /predict/batch request
-    max_body_bytes: int = 1 << 20  # 1 MiB: about 7,000 flights of JSON, far above max_batch
+    max_body_bytes: int = 1 << 20  # 1 MiB: about 9,000 flights of JSON, far above max_batch
     log_flush_interval_s: float = 5.0  # prediction log -> lake
     registry_refresh_s: float = 60.0  # Feast registry re-read, off the request path
 
