@@ -20,6 +20,14 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
+from mlops_assets.defs.training.assets import (
+    BASELINES,
+    EVALUATION,
+    MODEL,
+    REGISTERED,
+    TRAINING_SET,
+    TUNED,
+)
 from mlops_assets.defs.training.resources import MlflowResource
 from mlops_assets.lib.calendar import FIRST_DAY
 from mlops_assets.lib.storage import ObjectStore
@@ -30,19 +38,7 @@ SCHEDULE_NAME = "retraining_floor_schedule"
 TRAINING_SET_OP = "features__training_set"
 REASON_TAG = "mlops/retraining_reason"
 WINDOW_TAG = "mlops/training_window"
-RETRAIN_SELECTION = [
-    dg.AssetKey(["features", "training_set"]),
-    *(
-        dg.AssetKey(["models", name])
-        for name in (
-            "tuned_hyperparameters",
-            "baselines",
-            "flight_delay_model",
-            "model_evaluation",
-            "registered_model",
-        )
-    ),
-]
+RETRAIN_SELECTION = [TRAINING_SET, TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]
 LABELLED = dg.AssetKey(["fct_flights"])
 FEATURES = dg.AssetKey(["features", "flight_features"])
 
