@@ -9,7 +9,7 @@ The home needs a champion in its MLflow registry and its features in the lake (`
    flight is already there; `--materialize` forces it).
 2. The service: `mlops serve --online-store redis` in a child process on 127.0.0.1 (the real command,
    uvicorn, prediction log on); waits for /health.
-3. Open-loop load at a fixed rate (asyncio + httpx, one request launched every 1/rate s whatever the
+3. Open-loop load at a fixed rate (asyncio, one request launched every 1/rate s whatever the
    previous ones are doing, so a slow server cannot slow the load down and hide its own latency).
    Latency is measured from the moment a request was due to the end of its response. The client is a
    lean keep-alive HTTP/1.1 client on asyncio streams (`--client httpx` for httpx): on 2 shared cores a
