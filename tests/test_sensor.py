@@ -144,3 +144,72 @@ def test_cursor_survives_a_daemon_restart(replayed, tmp_path, monkeypatch):
         assert len(runs) == 10
         assert runs[0].tags[FILE_TAG] == "flights/2013-01-03.csv"
         assert runs[0].tags["dagster/partition"] == "2013-01-03"
+
+
+def test_a_backlog_becomes_ranged_runs_of_consecutive_days(sensor, stores):
+    """40 days delivered at once (and one day further on): ranged runs of at most a month per table,
+    a lone day keeps its one-file run, and a re-delivered file inside the range re-keys its run."""
+    import datetime as dt
+
+    from mlops_assets.defs.ingestion.sensors import MAX_RANGE_DAYS, RANGE_END_TAG, RANGE_START_TAG
+    from mlops_assets.replay import replay
+
+    landing, _ = stores
+    replay(landing, dt.date(2013, 1, 1), dt.date(2013, 2, 9), include_reference=False)
+    replay(landing, dt.date(2013, 2, 20), dt.date(2013, 2, 20), include_reference=False)
+    result, _ = tick(sensor, landing)
+    ranges = [
+        (
+            r.asset_selection[0].path[-1],
+            r.tags.get(RANGE_START_TAG),
+            r.tags.get(RANGE_END_TAG),
+            r.partition_key,
+        )
+        for r in result.run_requests
+    ]
+    spans = [
+        ("2013-01-01", "2013-01-31", None),
+        ("2013-02-01", "2013-02-09", None),
+        (None, None, "2013-02-20"),
+    ]
+    assert set(ranges) == {(table, *span) for table in ("flights", "weather") for span in spans}
+    assert len(ranges) == 6
+    assert MAX_RANGE_DAYS == 31
+    ranged = next(r for r in result.run_requests if r.tags.get(RANGE_START_TAG) == "2013-02-01")
+    assert ranged.run_key.startswith(f"{ranged.asset_selection[0].path[-1]}/2013-02-01..2013-02-09@")
+    assert ranged.partition_key is None and "(9 files)" in ranged.tags[FILE_TAG]
+    assert len(json.loads(result.cursor)) == 82  # every file is seen, whichever run ingests it
+
+    # The same 40 days delivered again with one file changed: a new key for the range that holds it only.
+    again, _ = tick(sensor, landing)
+    body = landing.read_bytes("flights/2013-02-03.csv")
+    landing.write_bytes("flights/2013-02-03.csv", body.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n")
+    changed, _ = tick(sensor, landing)
+    keys = {r.run_key for r in again.run_requests}
+    moved = {r.run_key for r in changed.run_requests} - keys
+    assert len(moved) == 1 and next(iter(moved)).startswith("flights/2013-02-01..2013-02-09@")
+
+
+def test_a_ranged_run_ingests_every_day_of_its_range(sensor, stores):
+    """The ranged request, executed as the daemon would (its selection and range tags), writes each day."""
+    import datetime as dt
+
+    from mlops_assets.replay import replay
+    from tests.conftest import raw_assets
+
+    landing, lake = stores
+    replay(landing, dt.date(2013, 1, 1), dt.date(2013, 1, 9))
+    result, _ = tick(sensor, landing)
+    (weather,) = [r for r in result.run_requests if r.asset_selection == [dg.AssetKey(["raw", "weather"])]]
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = dg.materialize(
+            raw_assets(),
+            selection=weather.asset_selection,
+            instance=instance,
+            tags=weather.tags,
+            resources={"landing_zone": landing, "lake": lake},
+        )
+        assert outcome.success
+        days = {m.partition for m in outcome.asset_materializations_for_node("raw__weather")}
+    assert days == {f"2013-01-0{d}" for d in range(1, 10)}
+    assert all(lake.exists(f"raw/weather/2013-01-0{d}.parquet") for d in range(1, 10))

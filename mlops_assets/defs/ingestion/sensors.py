@@ -2,13 +2,20 @@
 
 - run_key = "<key>@<version>": Dagster never launches the same run_key twice, so a file is ingested
   exactly once, and a re-delivered (changed) file, which has a new version, is ingested again.
+- A backlog (a month delivered at once, a daemon that was stopped for weeks) would queue hundreds of
+  one-file runs, each paying for a process and its imports. When one tick finds more than
+  `BACKLOG_DAYS` new days of a table, consecutive days go into ranged runs of up to `MAX_RANGE_DAYS`
+  (the raw assets' single-run backfill policy), keyed by the range and a digest of its files' versions.
 - The cursor (JSON, stored by Dagster in the instance, so it survives a daemon restart) remembers the
   version last requested for each key, so a tick only emits what changed since the last one.
 - Hidden and temporary names (".x.csv.tmp-…", "*.part", "_COPYING_") are still being written: skipped.
 """
 
+import datetime as dt
+import hashlib
 import json
 import re
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -20,6 +27,11 @@ REFERENCE_FILE = re.compile(r"^reference/(?P<table>[a-z_]+)\.csv$")
 SENSOR_NAME = "landing_zone_sensor"
 FILE_TAG = "mlops/landed_file"
 VERSION_TAG = "mlops/landed_version"
+# Dagster's tags of a ranged run (what `dagster asset materialize --partition-range` sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKLOG_DAYS = 7  # more new days of one table than this in one tick: ranged runs
+MAX_RANGE_DAYS = 31  # a ranged run's blocking checks gate all its days: keep the blast radius a month
 
 
 def run_request_for(landed: StoredObject, partition_keys: set[str]) -> dg.RunRequest | None:
@@ -40,6 +52,55 @@ def run_request_for(landed: StoredObject, partition_keys: set[str]) -> dg.RunReq
             run_key=run_key, asset_selection=[dg.AssetKey(["raw", reference["table"]])], tags=tags
         )
     return None
+
+
+def consecutive_ranges(days: list[str], longest: int) -> Iterator[list[str]]:
+    """ISO days -> runs of consecutive days, in order, none longer than `longest`."""
+    current: list[str] = []
+    for day in sorted(days):
+        gap = dt.date.fromisoformat(day) - dt.date.fromisoformat(current[-1]) if current else None
+        if current and (gap != dt.timedelta(days=1) or len(current) == longest):
+            yield current
+            current = []
+        current.append(day)
+    if current:
+        yield current
+
+
+def ranged_request(table: str, files: list[StoredObject]) -> dg.RunRequest:
+    """One run ingesting consecutive days of a table (files sorted by day)."""
+    first, last = (DAILY_FILE.match(f.key)["day"] for f in (files[0], files[-1]))
+    digest = hashlib.sha256("\n".join(f"{f.key}@{f.version}" for f in files).encode()).hexdigest()[:16]
+    return dg.RunRequest(
+        run_key=f"{table}/{first}..{last}@{digest}",
+        asset_selection=[dg.AssetKey(["raw", table])],
+        tags={
+            FILE_TAG: f"{table}/{first}..{last}.csv ({len(files)} files)",
+            VERSION_TAG: digest,
+            RANGE_START_TAG: first,
+            RANGE_END_TAG: last,
+        },
+    )
+
+
+def batch_backlog(requests: list[dg.RunRequest], landed: dict[str, StoredObject]) -> list[dg.RunRequest]:
+    """Per-file requests -> the same, except that a table with a backlog gets ranged runs instead."""
+    by_table: dict[str, list[dg.RunRequest]] = {}
+    for request in requests:
+        if request.partition_key:
+            by_table.setdefault(request.asset_selection[0].path[-1], []).append(request)
+    batched = [r for r in requests if not r.partition_key]  # reference tables, first
+    for table, daily in by_table.items():
+        if len(daily) <= BACKLOG_DAYS:
+            batched += daily
+            continue
+        by_day = {r.partition_key: r for r in daily}
+        for days in consecutive_ranges(list(by_day), MAX_RANGE_DAYS):
+            if len(days) == 1:  # a lone day keeps its one-file run
+                batched.append(by_day[days[0]])
+            else:
+                batched.append(ranged_request(table, [landed[by_day[d].tags[FILE_TAG]] for d in days]))
+    return batched
 
 
 def cursor_of(landing_zone: ObjectStore) -> str:
@@ -78,6 +139,7 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
             context.log.warning(f"not ingested (unknown table, name or day): {skipped[:20]}")
         if not requests:
             return dg.SkipReason(f"no new files among {len(landed)} in the landing zone")
+        requests = batch_backlog(requests, {item.key: item for item in landed})
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return landing_zone_sensor
