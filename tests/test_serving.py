@@ -258,7 +258,7 @@ def test_a_batch_scores_each_flight_as_a_single_request_would(client, champion_h
 
 
 def test_the_decision_threshold_is_the_versions_tag_or_the_service_default():
-    from mlops_assets.serving.champion import decision_threshold
+    from mlops_assets.defs.training.registry import decision_threshold
 
     assert decision_threshold({"decision_threshold": "0.42"}, 0.3) == (0.42, "model_version_tag")
     assert decision_threshold({}, 0.3) == (0.3, "service_default")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,18 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlops_assets.defs.training.registry import CHAMPION, alias_version
+from mlops_assets.defs.training.registry import CHAMPION, DEFAULT_THRESHOLD, alias_version, decision_threshold
 from mlops_assets.defs.training.resources import MlflowResource
 from mlops_assets.serving.features import ModelInputs
 
 log = logging.getLogger("mlops.serving")
 
-THRESHOLD_TAG = "decision_threshold"
 FEATURE_SERVICE_TAG = "feature_service"
 DEFAULT_FEATURE_SERVICE = "flight_delay_v1"
-# 23% of flights arrive late: at 0.5 the model would call almost none of them. 0.3 is a default only for
-# versions registered without a threshold chosen on validation days (the `decision_threshold` tag).
-DEFAULT_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
@@ -68,20 +63,6 @@ def registry_client(mlflow: MlflowResource):
     mlflow_api.set_tracking_uri(mlflow.tracking_uri)
     mlflow_api.set_registry_uri(mlflow.tracking_uri)
     return MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
-
-
-def decision_threshold(tags: Mapping[str, str], default: float) -> tuple[float, str]:
-    """The version's tag when it is a probability strictly between 0 and 1, else the service default."""
-    text = tags.get(THRESHOLD_TAG)
-    if text is not None:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if 0.0 < value < 1.0:
-            return value, "model_version_tag"
-        log.warning(f"ignoring tag {THRESHOLD_TAG}={text!r}: not a probability; using {default}")
-    return default, "service_default"
 
 
 def load_champion(

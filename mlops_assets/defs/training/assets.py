@@ -630,7 +630,7 @@ def registered_model(
     tags = {
         **dagster_tags(context),
         # Serving's decision rule travels with the version: late when probability >= this.
-        "decision_threshold": f"{model.get('decision_threshold', 0.5):.6f}",
+        registry.THRESHOLD_TAG: f"{model['decision_threshold']:.6f}",
         "training_set.sha256": evaluation["training_set"]["content_sha256"],
         "training_window": "..".join(evaluation["training_set"]["window"]),
         "feature_service": evaluation["training_set"]["feature_service"],
