@@ -61,6 +61,24 @@ def compute_seconds(instance, runs, until: float) -> float:
     return total
 
 
+def timeline(instance, runs, landed: float) -> list[str]:
+    """One line per run, in launch order: created / started / ended (seconds after landing) and its
+    steps' own durations, so the overhead can be placed (sensor waits, queue, process start, imports)."""
+    lines = []
+    for run in sorted(runs, key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp):
+        record = instance.get_run_record_by_id(run.run_id)
+        created = record.create_timestamp.timestamp() - landed
+        started = (record.start_time or landed) - landed
+        ended = (record.end_time or landed) - landed
+        steps = ", ".join(
+            f"{s.step_key} {s.end_time - s.start_time:.1f}"
+            for s in instance.get_run_step_stats(run.run_id)
+            if s.start_time and s.end_time
+        )
+        lines.append(f"    +{created:5.1f} queued, +{started:5.1f} started, +{ended:5.1f} ended: {steps}")
+    return lines
+
+
 def busy(instance) -> bool:
     import dagster as dg
 
@@ -131,6 +149,7 @@ def main() -> int:
                     f"overhead {1 - min(compute, fresh) / fresh:5.1%}, runs {len(runs)}",
                     flush=True,
                 )
+                print("\n".join(timeline(instance, runs, landed)), flush=True)
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)

@@ -4,6 +4,8 @@ mlops replay --start 2013-01-01 --end 2013-01-31   deliver days of data into the
 mlops demo                                          the quick start: replay Jan-Mar, train on Jan-Feb, monitor
                                                     March day by day, retrain when drift says so, summarize
 mlops replay --start 2013-04-01 --every 60          one day per minute (the daemon takes it from there)
+mlops replay --start 2013-04-01 --end 2013-12-31 --days-per-step 7 --when-idle 90
+                                                    a week at a time, once the graph is done with the last
 mlops summary                                       what the lake holds and what was quarantined
 mlops retrain                                       the retraining rules, applied now (runs retrain_model)
 mlops model show|history                            the registered model's aliases and their history
@@ -65,9 +67,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     zone = _landing_zone()
-    every = getattr(args, "every", None)
-    if every:
-        return paced_replay(zone, args, every)
+    if args.every is not None or args.when_idle is not None:
+        return paced_replay(zone, args)
     summary = replay(zone, args.start, args.end, include_reference=not args.no_reference)
     print(
         f"replayed {summary.days} day(s): {summary.files} file(s), {summary.rows} row(s) into "
@@ -76,18 +77,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def paced_replay(zone, args: argparse.Namespace, every: float) -> int:
-    """One day every `every` seconds, as an upstream system delivering daily exports would."""
+def paced_replay(zone, args: argparse.Namespace) -> int:
+    """`--days-per-step` days at a time, as an upstream system delivering daily exports would: every
+    `--every` seconds, or (`--when-idle`) once the graph has finished with the previous step."""
     from mlops_assets.lib.calendar import days_between
     from mlops_assets.replay import replay
 
-    for number, day in enumerate(days_between(args.start, args.end)):
-        if number:
-            time.sleep(every)
-        summary = replay(zone, day, day, include_reference=not args.no_reference and number == 0)
-        print(f"{dt.datetime.now():%H:%M:%S} landed {day}: {summary.files} file(s), {summary.rows} row(s)")
+    days = list(days_between(args.start, args.end))
+    steps = [days[i : i + args.days_per_step] for i in range(0, len(days), args.days_per_step)]
+    for number, step in enumerate(steps):
+        if number and args.every:
+            time.sleep(args.every)
+        if number and args.when_idle is not None:
+            wait_until_idle(args.when_idle)
+        summary = replay(zone, step[0], step[-1], include_reference=not args.no_reference and number == 0)
+        span = f"{step[0]}" if len(step) == 1 else f"{step[0]}..{step[-1]}"
+        print(f"{dt.datetime.now():%H:%M:%S} landed {span}: {summary.files} file(s), {summary.rows} row(s)")
         sys.stdout.flush()
     return 0
+
+
+def wait_until_idle(quiet_s: float, poll_s: float = 5.0) -> None:
+    """Returns once the instance has had no queued, starting or running run for `quiet_s` seconds. A quiet
+    time longer than the retraining sensor's interval (and the few seconds between a backfill's request
+    and its run) lets the sensor judge each step before the next one lands."""
+    import dagster as dg
+
+    ensure_dagster_home()
+    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    quiet_since = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        while time.monotonic() - quiet_since < quiet_s:
+            time.sleep(poll_s)
+            if instance.get_run_ids(dg.RunsFilter(statuses=active), limit=1):
+                quiet_since = time.monotonic()
 
 
 def ensure_dagster_home() -> Path:
@@ -347,8 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--end", type=_date, default=_date(DEFAULT_END))
         command.add_argument("--no-reference", action="store_true", help="skip the reference tables")
         if name == "replay":
+            command.add_argument("--every", type=float, help="deliver a step every this many seconds")
+            command.add_argument("--days-per-step", type=int, default=1, help="days per step (default 1)")
             command.add_argument(
-                "--every", type=float, help="deliver one day every this many seconds (a live feed)"
+                "--when-idle",
+                type=float,
+                metavar="QUIET_S",
+                help="deliver the next step once the Dagster instance has run nothing for QUIET_S seconds",
             )
         command.set_defaults(handler=handler)
     commands.add_parser("summary", help="what the lake holds and what was quarantined").set_defaults(
