@@ -190,12 +190,16 @@ def mark_landed_files_ingested() -> None:
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     module = ["-m", "mlops_assets.definitions", "-a", "defs"]
     location = ["-w", str(workspace)] if workspace.exists() else module
-    command = [sys.executable, "-m", "dagster", "sensor", "cursor", SENSOR_NAME, *location]
-    command += ["--set", cursor_of(_landing_zone())]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stderr[-2000:])
-        raise SystemExit(f"could not set the cursor of {SENSOR_NAME} (exit {completed.returncode})")
+    sensor = [sys.executable, "-m", "dagster", "sensor"]
+    # `cursor --set` on a sensor without stored state stores it STOPPED, whatever its default status:
+    # started again at once, or `make ui` would never ingest another file.
+    for action, *options in (("cursor", "--set", cursor_of(_landing_zone())), ("start",)):
+        completed = subprocess.run(
+            [*sensor, action, SENSOR_NAME, *location, *options], capture_output=True, text=True
+        )
+        if completed.returncode != 0:
+            sys.stderr.write(completed.stderr[-2000:])
+            raise SystemExit(f"dagster sensor {action} {SENSOR_NAME} failed (exit {completed.returncode})")
 
 
 def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
@@ -205,8 +209,13 @@ def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
 def retrain_if_needed() -> None:
     """Evaluates the retraining sensor's rule on what the graph produced; when it fires, runs the same
     job the sensor would request (training set over the moved window, then the training graph)."""
+    import warnings
+
     import dagster as dg
 
+    # Building the Definitions here warns about Dagster's beta parameters once per asset: not the user's news.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from mlops_assets.defs.monitoring.retraining import (
         RETRAIN_SELECTION,
         RetrainingPolicy,
