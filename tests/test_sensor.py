@@ -213,3 +213,22 @@ def test_a_ranged_run_ingests_every_day_of_its_range(sensor, stores):
         days = {m.partition for m in outcome.asset_materializations_for_node("raw__weather")}
     assert days == {f"2013-01-0{d}" for d in range(1, 10)}
     assert all(lake.exists(f"raw/weather/2013-01-0{d}.parquet") for d in range(1, 10))
+
+
+@pytest.mark.slow
+def test_the_demo_marks_landed_files_ingested_and_leaves_the_sensor_running(replayed, tmp_path, monkeypatch):
+    """`make demo` ingests through the CLI, then sets the sensor's cursor for `make ui`. Dagster stores a
+    sensor whose cursor is set before it ever ran as STOPPED: the sensor must still be running after."""
+    from mlops_assets.cli import mark_landed_files_ingested
+    from mlops_assets.defs.ingestion.sensors import cursor_of
+
+    landing, _ = replayed
+    monkeypatch.setenv("MLOPS_HOME", str(Path(landing.root).parent))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    mark_landed_files_ingested()
+    mark_landed_files_ingested()  # a second demo on the same home
+    with dg.DagsterInstance.get() as instance:
+        (state,) = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+        assert state.status.value == "RUNNING"
+        assert json.loads(state.instigator_data.cursor) == json.loads(cursor_of(landing))
