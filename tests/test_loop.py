@@ -166,9 +166,9 @@ def test_new_days_flow_to_drift_reports_and_drift_retrains_the_model(loop):
     drift_weather(landing, DRIFTED_DAY)
 
     requests, cursor = landing_sensor_tick(defs, instance, cursor)
-    assert sorted((r.partition_key, r.asset_selection[0].to_user_string()) for r in requests) == sorted(
-        (day, f"raw/{table}") for day in NEW_DAYS for table in ("flights", "weather")
-    )
+    assert [(r.partition_key, [k.to_user_string() for k in r.asset_selection]) for r in requests] == [
+        (day, ["raw/flights", "raw/weather"]) for day in NEW_DAYS
+    ]  # one run per landed day
     for request in requests:
         run(defs, instance, request.asset_selection, request.partition_key, tags=request.tags)
     assert landing_sensor_tick(defs, instance, cursor)[0] == []  # each file once

@@ -168,7 +168,7 @@ def test_production_definitions_ingest_from_s3_into_the_s3_lake(production: S3Bu
     assert not (tmp_path / "home").exists()
 
 
-def test_landing_zone_sensor_requests_one_run_per_s3_object_version(production: S3Bucket):
+def test_landing_zone_sensor_keys_runs_by_s3_object_version(production: S3Bucket):
     landing, _ = _production_stores()
     replay(landing, DAY_1, DAY_2)
     defs = _production_definitions()
@@ -186,30 +186,22 @@ def test_landing_zone_sensor_requests_one_run_per_s3_object_version(production: 
             return sensor.evaluate_tick(context)
 
     first = tick(None)
-    expected_order = [
-        "reference/airlines.csv",
-        "reference/airports.csv",
-        "reference/planes.csv",
-        "flights/2013-01-01.csv",
-        "flights/2013-01-02.csv",
-        "weather/2013-01-01.csv",
-        "weather/2013-01-02.csv",
-    ]
-    assert [r.run_key for r in first.run_requests] == [
-        f"{key}@{production.etag(f'landing/{key}')}" for key in expected_order
-    ]
-    assert [r.partition_key for r in first.run_requests] == [None] * 3 + [
-        "2013-01-01",
-        "2013-01-02",
-    ] * 2
-    tables = [key.removeprefix("reference/").split("/")[0].removesuffix(".csv") for key in expected_order]
-    assert [r.asset_selection for r in first.run_requests] == [[_key(table)] for table in tables]
+    reference = [f"reference/{t}.csv" for t in ("airlines", "airports", "planes")]
+    days = [(f"flights/2013-01-0{d}.csv", f"weather/2013-01-0{d}.csv") for d in (1, 2)]
+    etag = {key: production.etag(f"landing/{key}") for key in [*reference, *(k for day in days for k in day)]}
+    assert [r.run_key for r in first.run_requests] == [f"{key}@{etag[key]}" for key in reference] + [
+        f"{flights}@{etag[flights]}+{weather}@{etag[weather]}" for flights, weather in days
+    ]  # reference tables first; a day's two tables in one run, each file keyed by its ETag
+    assert [r.partition_key for r in first.run_requests] == [None] * 3 + ["2013-01-01", "2013-01-02"]
+    assert [r.asset_selection for r in first.run_requests] == [
+        [_key(t)] for t in ("airlines", "airports", "planes")
+    ] + [[_key("flights"), _key("weather")]] * 2
     tags = first.run_requests[3].tags
     assert {
         name: tags[name] for name in ("mlops/landed_file", "mlops/landed_version", "dagster/partition")
     } == {
-        "mlops/landed_file": "flights/2013-01-01.csv",
-        "mlops/landed_version": production.etag("landing/flights/2013-01-01.csv"),
+        "mlops/landed_file": "flights/2013-01-01.csv,weather/2013-01-01.csv",
+        "mlops/landed_version": f"{etag['flights/2013-01-01.csv']},{etag['weather/2013-01-01.csv']}",
         "dagster/partition": "2013-01-01",
     }
 

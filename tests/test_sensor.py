@@ -31,25 +31,27 @@ def tick(sensor, landing, cursor: str | None = None):
         return sensor(context), context
 
 
-def test_new_files_become_one_run_each_with_path_and_version_run_keys(sensor, replayed):
+def test_new_files_become_runs_keyed_by_path_and_version_one_per_day(sensor, replayed):
     landing, _ = replayed
     result, _ = tick(sensor, landing)
     by_file = {r.tags[FILE_TAG]: r for r in result.run_requests}
     assert set(by_file) == {
         "reference/airlines.csv", "reference/airports.csv", "reference/planes.csv",
-        *(f"{t}/2013-01-0{d}.csv" for t in ("flights", "weather") for d in (1, 2, 3)),
+        *(f"flights/2013-01-0{d}.csv,weather/2013-01-0{d}.csv" for d in (1, 2, 3)),
     }  # fmt: skip
-    flights = by_file["flights/2013-01-02.csv"]
-    version = landing.head("flights/2013-01-02.csv").version
-    assert flights.run_key == f"flights/2013-01-02.csv@{version}" and flights.tags[VERSION_TAG] == version
-    assert flights.partition_key == "2013-01-02"
-    assert flights.asset_selection == [dg.AssetKey(["raw", "flights"])]
+    day = by_file["flights/2013-01-02.csv,weather/2013-01-02.csv"]
+    flights, weather = (landing.head(f"{t}/2013-01-02.csv").version for t in ("flights", "weather"))
+    assert day.run_key == f"flights/2013-01-02.csv@{flights}+weather/2013-01-02.csv@{weather}"
+    assert day.tags[VERSION_TAG] == f"{flights},{weather}"
+    assert day.partition_key == "2013-01-02"
+    assert day.asset_selection == [dg.AssetKey(["raw", "flights"]), dg.AssetKey(["raw", "weather"])]
     # Reference tables come first: flights are validated against the carriers they hold.
     assert [r.tags[FILE_TAG] for r in result.run_requests][:3] == [
         "reference/airlines.csv",
         "reference/airports.csv",
         "reference/planes.csv",
     ]
+    assert [r.partition_key for r in result.run_requests][3:] == ["2013-01-01", "2013-01-02", "2013-01-03"]
     assert (
         json.loads(result.cursor)["weather/2013-01-03.csv"] == landing.head("weather/2013-01-03.csv").version
     )
@@ -76,8 +78,8 @@ def test_changed_file_reingests_only_its_partition(sensor, replayed):
     assert request.partition_key == "2013-01-02" and request.asset_selection == [
         dg.AssetKey(["raw", "weather"])
     ]
-    old = next(r for r in first.run_requests if r.tags[FILE_TAG] == "weather/2013-01-02.csv")
-    assert request.run_key != old.run_key
+    assert request.run_key == f"weather/2013-01-02.csv@{landing.head('weather/2013-01-02.csv').version}"
+    assert request.run_key not in {r.run_key for r in first.run_requests}
 
 
 def test_files_still_being_written_and_unknown_files_are_ignored(sensor, stores):
@@ -128,12 +130,12 @@ def test_cursor_survives_a_daemon_restart(replayed, tmp_path, monkeypatch):
     with instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster_home")) as instance:
         assert daemon_lifetime(instance) == "SUCCESS"
         first_runs = instance.get_runs()
-        assert len(first_runs) == 9
-        assert {r.tags[FILE_TAG] for r in first_runs} >= {"flights/2013-01-01.csv", "weather/2013-01-03.csv"}
+        assert len(first_runs) == 6  # three reference tables, three days
+        assert {r.tags[FILE_TAG] for r in first_runs} >= {"flights/2013-01-03.csv,weather/2013-01-03.csv"}
 
         # A restarted daemon: new code server, the cursor read back from the instance.
         assert daemon_lifetime(instance) == "SKIPPED"
-        assert len(instance.get_runs()) == 9
+        assert len(instance.get_runs()) == 6
         (state,) = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
         assert "flights/2013-01-03.csv" in json.loads(state.instigator_data.cursor)
 
@@ -141,14 +143,15 @@ def test_cursor_survives_a_daemon_restart(replayed, tmp_path, monkeypatch):
         landing.write_bytes("flights/2013-01-03.csv", body.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n")
         assert daemon_lifetime(instance) == "SUCCESS"
         runs = instance.get_runs()
-        assert len(runs) == 10
+        assert len(runs) == 7
         assert runs[0].tags[FILE_TAG] == "flights/2013-01-03.csv"
         assert runs[0].tags["dagster/partition"] == "2013-01-03"
 
 
 def test_a_backlog_becomes_ranged_runs_of_consecutive_days(sensor, stores):
-    """40 days delivered at once (and one day further on): ranged runs of at most a month per table,
-    a lone day keeps its one-file run, and a re-delivered file inside the range re-keys its run."""
+    """40 days delivered at once (and one day further on): ranged runs of at most a month, both tables
+    of a range in one run, a lone day keeps its day run, and a re-delivered file inside a range re-keys
+    that range's run only."""
     import datetime as dt
 
     from mlops_assets.defs.ingestion.sensors import MAX_RANGE_DAYS, RANGE_END_TAG, RANGE_START_TAG
@@ -158,26 +161,26 @@ def test_a_backlog_becomes_ranged_runs_of_consecutive_days(sensor, stores):
     replay(landing, dt.date(2013, 1, 1), dt.date(2013, 2, 9), include_reference=False)
     replay(landing, dt.date(2013, 2, 20), dt.date(2013, 2, 20), include_reference=False)
     result, _ = tick(sensor, landing)
-    ranges = [
-        (
-            r.asset_selection[0].path[-1],
-            r.tags.get(RANGE_START_TAG),
-            r.tags.get(RANGE_END_TAG),
-            r.partition_key,
-        )
-        for r in result.run_requests
-    ]
     spans = [
+        (r.tags.get(RANGE_START_TAG), r.tags.get(RANGE_END_TAG), r.partition_key) for r in result.run_requests
+    ]
+    assert spans == [
         ("2013-01-01", "2013-01-31", None),
         ("2013-02-01", "2013-02-09", None),
         (None, None, "2013-02-20"),
     ]
-    assert set(ranges) == {(table, *span) for table in ("flights", "weather") for span in spans}
-    assert len(ranges) == 6
     assert MAX_RANGE_DAYS == 31
-    ranged = next(r for r in result.run_requests if r.tags.get(RANGE_START_TAG) == "2013-02-01")
-    assert ranged.run_key.startswith(f"{ranged.asset_selection[0].path[-1]}/2013-02-01..2013-02-09@")
-    assert ranged.partition_key is None and "(9 files)" in ranged.tags[FILE_TAG]
+    both = [dg.AssetKey(["raw", "flights"]), dg.AssetKey(["raw", "weather"])]
+    assert all(r.asset_selection == both for r in result.run_requests)
+    ranged = result.run_requests[1]
+    flights, weather = ranged.run_key.split("+")
+    assert flights.startswith("flights/2013-02-01..2013-02-09@") and weather.startswith(
+        "weather/2013-02-01.."
+    )
+    assert (
+        ranged.tags[FILE_TAG]
+        == "flights/2013-02-01..2013-02-09.csv (9 files),weather/2013-02-01..2013-02-09.csv (9 files)"
+    )
     assert len(json.loads(result.cursor)) == 82  # every file is seen, whichever run ingests it
 
     # The same 40 days delivered again with one file changed: a new key for the range that holds it only.
@@ -186,12 +189,13 @@ def test_a_backlog_becomes_ranged_runs_of_consecutive_days(sensor, stores):
     landing.write_bytes("flights/2013-02-03.csv", body.rstrip(b"\n").rsplit(b"\n", 1)[0] + b"\n")
     changed, _ = tick(sensor, landing)
     keys = {r.run_key for r in again.run_requests}
-    moved = {r.run_key for r in changed.run_requests} - keys
-    assert len(moved) == 1 and next(iter(moved)).startswith("flights/2013-02-01..2013-02-09@")
+    (moved,) = {r.run_key for r in changed.run_requests} - keys
+    assert moved.startswith("flights/2013-02-01..2013-02-09@") and moved.split("+")[1] == weather
 
 
 def test_a_ranged_run_ingests_every_day_of_its_range(sensor, stores):
-    """The ranged request, executed as the daemon would (its selection and range tags), writes each day."""
+    """The requests, executed as the daemon would (selection and tags): the reference tables' runs, then
+    the ranged run, which writes each day of both tables."""
     import datetime as dt
 
     from mlops_assets.replay import replay
@@ -200,19 +204,22 @@ def test_a_ranged_run_ingests_every_day_of_its_range(sensor, stores):
     landing, lake = stores
     replay(landing, dt.date(2013, 1, 1), dt.date(2013, 1, 9))
     result, _ = tick(sensor, landing)
-    (weather,) = [r for r in result.run_requests if r.asset_selection == [dg.AssetKey(["raw", "weather"])]]
+    *reference, ranged = result.run_requests
+    assert len(reference) == 3 and ranged.partition_key is None
     with dg.DagsterInstance.ephemeral() as instance:
-        outcome = dg.materialize(
-            raw_assets(),
-            selection=weather.asset_selection,
-            instance=instance,
-            tags=weather.tags,
-            resources={"landing_zone": landing, "lake": lake},
-        )
-        assert outcome.success
-        days = {m.partition for m in outcome.asset_materializations_for_node("raw__weather")}
-    assert days == {f"2013-01-0{d}" for d in range(1, 10)}
-    assert all(lake.exists(f"raw/weather/2013-01-0{d}.parquet") for d in range(1, 10))
+        for request in result.run_requests:
+            outcome = dg.materialize(
+                raw_assets(),
+                selection=request.asset_selection,
+                instance=instance,
+                tags=request.tags,
+                resources={"landing_zone": landing, "lake": lake},
+            )
+            assert outcome.success
+        for table in ("flights", "weather"):
+            days = {m.partition for m in outcome.asset_materializations_for_node(f"raw__{table}")}
+            assert days == {f"2013-01-0{d}" for d in range(1, 10)}
+            assert all(lake.exists(f"raw/{table}/2013-01-0{d}.parquet") for d in range(1, 10))
 
 
 @pytest.mark.slow
