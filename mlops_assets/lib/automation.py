@@ -34,6 +34,19 @@ def on_new_data(ignore_updates_of: Sequence[dg.AssetKey] = ()) -> dg.AutomationC
     ).with_label("on new data, upstream checks passed")
 
 
+def with_its_asset() -> dg.AutomationCondition:
+    """The condition of an automated asset's checks: requested whenever their asset is.
+
+    A check without a condition is not "requested" in the tick that requests its asset, so
+    `all_deps_blocking_checks_passed` downstream waits for the run to end and a later tick: every
+    blocking check cost a run and a tick (seen: dbt, then fct_flights, then features, for one day).
+    Requested together, the asset, its checks and what follows go into one run, where a failing blocking
+    check still stops every step downstream of it."""
+    return dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).with_label(
+        "with its asset"
+    )
+
+
 AUTOMATION_SENSOR = "daily_graph_automation"
 
 
