@@ -17,7 +17,7 @@ import dagster as dg
 
 from mlops_assets.defs.features.feast_store import FeastResource
 from mlops_assets.defs.training.resources import MlflowResource
-from mlops_assets.lib.automation import on_new_data, with_its_asset
+from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
 from mlops_assets.lib.storage import ObjectStore
 
@@ -107,7 +107,6 @@ def day_summary(day: dt.date, frame) -> dict[str, Any]:
             asset=BATCH_PREDICTIONS,
             blocking=True,
             description="Every scheduled flight of the day got a probability from exactly one model version.",
-            automation_condition=with_its_asset(),
         )
     ],
     description=(

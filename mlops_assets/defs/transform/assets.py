@@ -28,7 +28,7 @@ from dagster_dbt import (
 )
 
 from mlops_assets.defs.transform.warehouse import DAILY_RAW_TABLES, REFERENCE_RAW_TABLES, Warehouse
-from mlops_assets.lib.automation import on_new_data, with_its_asset
+from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
 
 GROUP = "transform"
@@ -82,11 +82,7 @@ class MlopsDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        if spec is None:
-            return spec
-        if asset_spec.automation_condition is not None:
-            spec = spec._replace(automation_condition=with_its_asset())
-        if spec.description:
+        if spec is None or spec.description:
             return spec
         test = self.get_resource_props(manifest, unique_id)
         return spec._replace(description=describe_test(test, asset_spec.key))
