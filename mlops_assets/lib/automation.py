@@ -55,8 +55,8 @@ AUTOMATION_SENSOR = "daily_graph_automation"
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates every asset's automation condition. Every 10 s rather than Dagster's default 30 s: a
-    landed day crosses four or five evaluations on its way to the drift report."""
+    """Evaluates every asset's automation condition. Every 10 s rather than Dagster's default 30 s: the
+    wait for the next evaluation is part of every landed day's time to its drift report."""
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.all(),
