@@ -35,11 +35,13 @@ def parse_days(text: str) -> list[dt.date]:
     return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def materialized_at(instance, key: list[str], day: str) -> float | None:
+def materialized_at(instance, key: list[str], day: str, after: float) -> float | None:
+    """When the partition was materialized after `after` (a day landed again has older ones)."""
     import dagster as dg
 
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[day]), limit=1
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[day], after_timestamp=after),
+        limit=1,
     ).records
     return records[0].timestamp if records else None
 
@@ -136,7 +138,7 @@ def main() -> int:
                 done = None
                 while done is None and time.time() - landed < args.timeout:
                     time.sleep(1)
-                    done = materialized_at(instance, DRIFT, day.isoformat())
+                    done = materialized_at(instance, DRIFT, day.isoformat(), landed)
                 if done is None:
                     raise SystemExit(f"{day}: no drift report after {args.timeout:.0f} s")
                 wait_quiet(instance, quiet_s=15, limit_s=args.timeout)  # performance report etc.

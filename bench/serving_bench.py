@@ -120,10 +120,10 @@ def free_port() -> int:
 class Service:
     """`mlops serve --online-store redis` in a child process."""
 
-    def __init__(self, home: Path, port: int, log_path: Path) -> None:
+    def __init__(self, home: Path, port: int, log_path: Path, workers: int = 1) -> None:
         env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local"}
         command = [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)]
-        command += ["--online-store", "redis"]
+        command += ["--online-store", "redis", "--workers", str(workers)]
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -289,9 +289,15 @@ def summarize(latencies: list[float], errors: list[str], wall: float, rate: floa
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of a process and its children (Linux /proc): with
+    `--workers`, the worker processes do the serving."""
+
+    def own(process: int) -> float:
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own(pid) + sum(own(int(child)) for child in children)
 
 
 def phase(url: str, path: str, bodies: list[dict], rate: float, seconds: float, args) -> dict:
@@ -420,6 +426,7 @@ def main() -> None:
         "--client", choices=["raw", "httpx"], default="raw", help="load generator's HTTP client"
     )
     parser.add_argument("--materialize", action="store_true", help="materialize Redis even if present")
+    parser.add_argument("--workers", type=int, default=1, help="mlops serve --workers (server processes)")
     parser.add_argument("--smoke", action="store_true", help="5 s phases, one repeat, a short ramp")
     parser.add_argument("--profile", action="store_true", help="cProfile the request path instead")
     args = parser.parse_args()
@@ -441,7 +448,7 @@ def main() -> None:
         {"flights": bodies[i : i + args.batch]} for i in range(0, len(bodies) - args.batch + 1, args.batch)
     ]
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"serving-bench-{os.getpid()}.log"
-    service = Service(home, free_port(), log_path)
+    service = Service(home, free_port(), log_path, args.workers)
     try:
         health = service.wait_healthy()
         args.service_pid = service.process.pid
@@ -453,6 +460,7 @@ def main() -> None:
             "window": window,
             "champion_version": health["champion_version"],
             "batch_size": args.batch,
+            "workers": args.workers,
             "cpu_count": os.cpu_count(),
             "steady_single": steady(service.url, "/predict", bodies, args.rate, args),
             "steady_batch": steady(service.url, "/predict/batch", batches, args.batch_rate, args),

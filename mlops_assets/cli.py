@@ -320,17 +320,16 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The online prediction service (mlops_assets/serving/app.py) under uvicorn, until interrupted."""
+    import dataclasses
     import logging
 
     import torch
     import uvicorn
 
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.serving.app import ServiceConfig, create_app_from_settings
+    from mlops_assets.serving.app import WORKER_CONFIG_VARIABLE, ServiceConfig, create_app_from_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One flight is a tiny forward pass: more intra-op threads only contend with the request threads.
-    torch.set_num_threads(args.torch_threads)
     config = ServiceConfig(
         default_threshold=args.default_threshold,
         poll_interval_s=args.poll_interval,
@@ -338,8 +337,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         log_flush_interval_s=args.log_flush_interval,
     )
-    app = create_app_from_settings(load_settings(), args.online_store, config)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
+    server = {"host": args.host, "port": args.port, "access_log": args.access_log, "log_level": "info"}
+    if args.workers > 1:
+        # Processes, not threads: a request is mostly Python (Feast, numpy, torch), held by the GIL.
+        options = {**dataclasses.asdict(config), "online_store": args.online_store}
+        os.environ[WORKER_CONFIG_VARIABLE] = json.dumps({**options, "torch_threads": args.torch_threads})
+        target = "mlops_assets.serving.app:app_for_worker"
+        uvicorn.run(target, factory=True, workers=args.workers, **server)
+        return 0
+    # One flight is a tiny forward pass: more intra-op threads only contend with the request threads.
+    torch.set_num_threads(args.torch_threads)
+    uvicorn.run(create_app_from_settings(load_settings(), args.online_store, config), **server)
     return 0
 
 
@@ -361,6 +369,9 @@ def _add_serve_parser(commands) -> None:
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body limit (413)")
     serve.add_argument("--log-flush-interval", type=float, default=5.0, help="prediction log -> lake, s")
     serve.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes, each with its own model and connections"
+    )
     serve.add_argument("--access-log", action="store_true", help="uvicorn's access log (off: it costs)")
     serve.set_defaults(handler=cmd_serve)
 

@@ -611,3 +611,49 @@ def test_a_new_champion_takes_over_under_load_and_no_request_fails(champion_home
     for flight_id, version, probability in answers:
         assert probability == pytest.approx(reference[version][flight_id], abs=1e-6), (flight_id, version)
     assert max(abs(reference["1"][f] - reference["2"][f]) for f in reference["1"]) > 1e-3
+
+
+# ---- 6. the command ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mlops_serve_with_two_workers_runs_two_server_processes_that_answer(champion_home, flights, tmp_path):
+    """`mlops serve --workers 2`: two server processes, each with the champion loaded, on one port."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLOPS_HOME": str(champion_home), "DAGSTER_HOME": str(tmp_path)}
+    command = [str(Path(sys.executable).parent / "mlops"), "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get("/health").status_code == 200:
+                        break
+                time.sleep(1)
+            else:
+                raise AssertionError("mlops serve --workers 2 did not become healthy")
+            workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
+            assert len(workers.split()) >= 2
+            # new connections are spread over the processes; every one answers with the champion
+            answers = [httpx.post(f"http://127.0.0.1:{port}/predict", json=request_body(flights.iloc[i]))
+                       for i in range(20)]  # fmt: skip
+            assert [a.status_code for a in answers] == [200] * 20
+            assert {a.json()["model_version"] for a in answers} == {"1"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert "Started parent process" in server.stderr.read()
