@@ -326,10 +326,25 @@ def steady(url: str, path: str, bodies: list[dict], rate: float, args) -> dict:
     }
 
 
+def settle(url: str, limit_s: float = 120.0) -> None:
+    """Waits until the service answers /health quickly three times in a row: an overloaded phase leaves
+    queued requests behind, which must not count against the next phase."""
+    import urllib.request
+
+    fast, deadline = 0, time.monotonic() + limit_s
+    while fast < 3 and time.monotonic() < deadline:
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+            response.read()
+        fast = fast + 1 if time.perf_counter() - started < 0.02 else 0
+        time.sleep(0.5)
+
+
 def ramp(url: str, path: str, bodies: list[dict], rates: list[float], args) -> dict:
     """Each rate held for hold_s; the highest that finished with no error; stops at the first failure."""
     held, steps = None, []
     for rate in rates:
+        settle(url)
         result = phase(url, path, bodies, rate, args.hold_s, args)
         steps.append(result)
         if result["errors"] or result["achieved_rps"] < 0.97 * rate:
