@@ -215,9 +215,25 @@ def retraining_events(lake: ObjectStore) -> list[dict[str, Any]]:
     return [json.loads(lake.read_bytes(k)) for k in keys]
 
 
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
 def retraining_in_progress(instance: dg.DagsterInstance) -> bool:
-    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-    return bool(instance.get_run_ids(dg.RunsFilter(job_name=JOB_NAME, statuses=active), limit=1))
+    return bool(instance.get_run_ids(dg.RunsFilter(job_name=JOB_NAME, statuses=ACTIVE), limit=1))
+
+
+def busy_reason(instance: dg.DagsterInstance) -> str | None:
+    """Why a retraining must wait now, or None. Besides a retraining already running: any other run in
+    progress, because the graph is still settling. Its days' features, predictions and reports are being
+    written, so the window would end mid-way and the training set would read files that are changing
+    (seen in a replay: the training set's point-in-time join failed while a month of features was being
+    backfilled). The sensor looks again a minute later."""
+    if retraining_in_progress(instance):
+        return "a retraining run is in progress"
+    running = instance.get_runs(dg.RunsFilter(statuses=ACTIVE), limit=1)
+    if running:
+        return f"the daily graph is running (run {running[0].run_id[:8]}): waiting for it to settle"
+    return None
 
 
 def build_retraining_job():
@@ -243,8 +259,9 @@ def build_retraining_sensor(job) -> dg.SensorDefinition:
         mlflow: MlflowResource,
         retraining: RetrainingPolicy,
     ):
-        if retraining_in_progress(context.instance):
-            return dg.SkipReason("a retraining run is in progress")
+        busy = busy_reason(context.instance)
+        if busy:
+            return dg.SkipReason(busy)
         decision, state = evaluate(context.instance, lake, mlflow, retraining, context.cursor)
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
@@ -272,6 +289,7 @@ def build_retraining_schedule(job) -> dg.ScheduleDefinition:
         mlflow: MlflowResource,
         retraining: RetrainingPolicy,
     ):
+        # A weekly tick is not retried: only a retraining already running makes it wait for next week.
         if retraining_in_progress(context.instance):
             return dg.SkipReason("a retraining run is in progress")
         decision, _ = evaluate(context.instance, lake, mlflow, retraining, None, floor=True)
