@@ -209,13 +209,8 @@ def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
 def retrain_if_needed() -> None:
     """Evaluates the retraining sensor's rule on what the graph produced; when it fires, runs the same
     job the sensor would request (training set over the moved window, then the training graph)."""
-    import warnings
-
     import dagster as dg
 
-    # Building the Definitions here warns about Dagster's beta parameters once per asset: not the user's news.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from mlops_assets.defs.monitoring.retraining import (
         RETRAIN_SELECTION,
         RetrainingPolicy,
@@ -377,6 +372,10 @@ def _add_serve_parser(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Building the Definitions warns about Dagster's beta parameters once per asset: not the user's news.
+    warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
     parser = argparse.ArgumentParser(
         prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
