@@ -38,11 +38,12 @@ ui: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
 # The rest of 2013 into the landing zone, with the UI and daemon running in the background: sensors,
-# automation and retraining take it from there. By default a week at a time, each week once the graph has
-# finished the last one and stayed idle for 75 s (the retraining sensor looks every 60 s): about three
-# hours on 2 cores. PACE="--every 120" delivers one day every 120 s instead, as a live feed would
-# (nine hours). `make stop` ends both.
-PACE ?= --days-per-step 7 --when-idle 75
+# automation and retraining take it from there. By default thirty days at a time, each once the graph has
+# finished the last step and stayed idle for 75 s (the retraining sensor looks every 60 s): the landing
+# sensor ingests the month in one ranged run and automation carries it down as a backfill.
+# PACE="--every 120" delivers one day every 120 s instead, as a live feed would (nine hours).
+# `make stop` ends both.
+PACE ?= --days-per-step 30 --when-idle 75
 LOGS := $(MLOPS_HOME)/logs
 year: setup
 	@mkdir -p "$(LOGS)"
