@@ -365,7 +365,6 @@ WORKER_CONFIG_VARIABLE = "MLOPS_SERVE_WORKER_CONFIG"
 def app_for_worker() -> FastAPI:
     """uvicorn's factory when `mlops serve --workers N` starts N processes: each builds its own app from
     the options `mlops serve` left in the environment (read here, when the worker starts)."""
-    import dataclasses
     import json
     import os
 
@@ -373,10 +372,7 @@ def app_for_worker() -> FastAPI:
 
     from mlops_assets.lib.settings import load_settings
 
-    options = json.loads(os.environ[WORKER_CONFIG_VARIABLE])
+    options = json.loads(os.environ[WORKER_CONFIG_VARIABLE])  # ServiceConfig's fields and these two
     torch.set_num_threads(options.pop("torch_threads"))
     online_store = options.pop("online_store")
-    fields = {f.name for f in dataclasses.fields(ServiceConfig)}
-    return create_app_from_settings(
-        load_settings(), online_store, ServiceConfig(**{k: v for k, v in options.items() if k in fields})
-    )
+    return create_app_from_settings(load_settings(), online_store, ServiceConfig(**options))
