@@ -59,3 +59,16 @@ def test_when_idle_waits_for_the_running_run_then_for_the_quiet_time(home):
     # then the quiet time, counted from the last poll that saw the run (at most one poll before its end)
     assert returned - finished[0] >= 1.0 - 0.2
     assert returned - started >= 2.0 + 1.0 - 0.2
+
+
+def test_the_demos_arguments_replay_the_whole_window_at_once(home, capsys):
+    """`mlops demo` replays through cmd_replay with its own arguments (no pacing options)."""
+    import argparse
+    import datetime as dt
+
+    from mlops_assets.cli import cmd_replay
+
+    demo_args = argparse.Namespace(start=dt.date(2013, 1, 1), end=dt.date(2013, 1, 3), no_reference=False)
+    assert cmd_replay(demo_args) == 0
+    assert "replayed 3 day(s)" in capsys.readouterr().out
+    assert len(list((home / "landing" / "weather").glob("*.csv"))) == 3
