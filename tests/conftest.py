@@ -180,3 +180,17 @@ def build_champion_in(training_set_home: Path, home: Path) -> Path:
     quick = {"models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8}}}
     assert run_training(training_resources(home), ops={**RELAXED_FLOOR, **quick}).success
     return home
+
+
+def started_run(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun:
+    """A run that the instance sees as STARTED, as a daemon-launched run would be (no step executes)."""
+    import time
+
+    run = instance.create_run_for_job(dg.GraphDefinition(job_name).to_job(), run_id=None)
+    instance.handle_new_event(
+        dg.EventLogEntry(
+            error_info=None, level="INFO", user_message="", run_id=run.run_id, timestamp=time.time(),
+            dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=job_name),
+        )
+    )  # fmt: skip
+    return instance.get_run_by_id(run.run_id)

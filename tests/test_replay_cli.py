@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets.cli import main, wait_until_idle
+from tests.conftest import started_run
 
 
 @pytest.fixture
@@ -36,13 +37,7 @@ def test_steps_of_several_days_land_in_order(home, capsys):
 
 def test_when_idle_waits_for_the_running_run_then_for_the_quiet_time(home):
     with dg.DagsterInstance.get() as instance:
-        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job(), run_id=None)
-        instance.handle_new_event(  # the run is STARTED, as the daemon's run would be
-            dg.EventLogEntry(
-                error_info=None, level="INFO", user_message="", run_id=run.run_id, timestamp=time.time(),
-                dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="g"),
-            )
-        )  # fmt: skip
+        run = started_run(instance, "g")
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
         finished = []
 

@@ -96,22 +96,14 @@ def test_window_is_clipped_to_the_first_day_of_the_data():
 
 def test_the_sensor_waits_while_any_run_is_in_progress():
     """A retraining must not start while the graph is still writing the days of its window."""
-    import time
-
-    import dagster as dg
-
     from mlops_assets.defs.monitoring.retraining import busy_reason
+    from tests.conftest import started_run
 
     with dg.DagsterInstance.ephemeral() as instance:
         assert busy_reason(instance) is None
-        run = instance.create_run_for_job(dg.GraphDefinition("daily").to_job(), run_id=None)
+        instance.create_run_for_job(dg.GraphDefinition("created").to_job(), run_id=None)
         assert busy_reason(instance) is None  # created, not submitted: nothing runs
-        instance.handle_new_event(
-            dg.EventLogEntry(
-                error_info=None, level="INFO", user_message="", run_id=run.run_id, timestamp=time.time(),
-                dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="daily"),
-            )
-        )  # fmt: skip
+        run = started_run(instance, "daily")
         assert "the daily graph is running" in busy_reason(instance)
         instance.report_run_canceled(instance.get_run_by_id(run.run_id))
         assert busy_reason(instance) is None
