@@ -3,6 +3,7 @@
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home            # the full run (up to ~20 min)
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --smoke    # every phase, 5 s each
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --profile  # cProfile of the request path
+    .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --stages   # each stage's median time
 
 The home needs a champion in its MLflow registry and its features in the lake (`mlops demo` makes one).
 1. Redis: the home's feature window is materialized into the Redis online store (skipped when a probe
@@ -391,6 +392,59 @@ def profile(home: Path, bodies: list[dict], requests: int) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 
 
+def stages(home: Path, bodies: list[dict], requests: int, repeats: int = 5) -> dict:
+    """Median time of each stage of one request, in-process and without a profiler, side by side with
+    Feast's own `get_online_features` (what the reader replaced): one flight and a batch of 100."""
+    import statistics as stats
+
+    import torch
+
+    from mlops_assets.lib.settings import Settings
+    from mlops_assets.serving.app import ServiceConfig, create_app_from_settings
+    from mlops_assets.serving.flights import FlightRequest
+
+    torch.set_num_threads(1)
+    app = create_app_from_settings(Settings(profile="local", home=home), "redis", ServiceConfig())
+    service = app.state.service
+    service.start()
+    try:
+        champion, reader, feast = service.holder.current, service.reader, redis_feast(home)
+        name = champion.feature_service
+        flights = [FlightRequest.model_validate(b) for b in bodies[:requests]]
+        rows = [f.entity_row() for f in flights]
+        online = [reader.read([row], name) for row in rows]
+        inputs = [champion.inputs.transform(columns) for columns in online]
+        batch_rows = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
+        cases = {  # label: (call, the items it is called with, one at a time)
+            "request body -> FlightRequest": (FlightRequest.model_validate, bodies[:requests]),
+            "Feast get_online_features, 1 flight": (lambda r: feast.online_features([r], name), rows),
+            "FeatureReader.read, 1 flight": (lambda r: reader.read([r], name), rows),
+            "Feast get_online_features, 100 flights": (lambda b: feast.online_features(b, name), batch_rows),
+            "FeatureReader.read, 100 flights": (lambda b: reader.read(b, name), batch_rows),
+            "ModelInputs.transform, 1 flight": (champion.inputs.transform, online),
+            "model forward, 1 flight": (lambda x: champion.predict_arrays(*x), inputs),
+            "PredictionService.score, 1 flight": (lambda f: service.score([f], batch=False), flights),
+        }
+        figures = {}
+        for label, (call, items) in cases.items():
+            runs = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                for item in items:
+                    call(item)
+                runs.append((time.perf_counter() - started) / len(items) * 1000)
+            figures[label] = stats.median(runs)
+    finally:
+        service.stop()
+    print(f"\nstages of a request, in-process, median of {repeats} passes over {requests} flights")
+    for label, ms in figures.items():
+        print(f"{label:<42}{ms:>9.3f} ms")
+    for size in ("1 flight", "100 flights"):
+        ratio = figures[f"FeatureReader.read, {size}"] / figures[f"Feast get_online_features, {size}"]
+        print(f"FeatureReader / Feast, {size}: {ratio:.2f}")
+    return figures
+
+
 # ---- main ----------------------------------------------------------------------------------------------
 
 
@@ -444,6 +498,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="mlops serve --workers (server processes)")
     parser.add_argument("--smoke", action="store_true", help="5 s phases, one repeat, a short ramp")
     parser.add_argument("--profile", action="store_true", help="cProfile the request path instead")
+    parser.add_argument("--stages", action="store_true", help="time each stage of a request instead")
     args = parser.parse_args()
     if args.smoke:
         args.steady_s, args.hold_s, args.repeats = 5.0, 5.0, 1
@@ -457,6 +512,9 @@ def main() -> None:
     ensure_redis(home, window, bodies[0], args.materialize)
     if args.profile:
         profile(home, bodies, 2000)
+        return
+    if args.stages:
+        stages(home, bodies, 1000)
         return
 
     batches = [

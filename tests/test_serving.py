@@ -306,6 +306,43 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
         same({name: values[i : i + 1] for name, values in online.items()})
 
 
+def window_rows(home: Path, days: tuple[str, ...] = ("2013-01-02", DAY)) -> list[dict]:
+    """Entity rows of every flight of `days`, then one row no entity of which exists, then a repeat."""
+    flights = pd.concat([scheduled_flights(home, d, limit=5000) for d in days])
+    rows = [
+        {"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+         "route": f"{f.origin}-{f.dest}"}
+        for f in flights.itertuples()
+    ]  # fmt: skip
+    nowhere = {"flight_id": "ZZ-1-XXX-201301020000", "carrier": "ZZ", "origin": "XXX", "dest": "YYY",
+               "route": "XXX-YYY"}  # fmt: skip
+    return [*rows, nowhere, rows[0]]
+
+
+def assert_reads_as_feast(reader, feast, rows: list[dict]) -> None:
+    """FeatureReader.read equals Feast's get_online_features(...).to_dict(): same columns, same values
+    (None where Feast has None), for all rows at once and for single rows."""
+    expected = feast.online_features(rows, "flight_delay_v1")
+    got = reader.read(rows, "flight_delay_v1")
+    assert set(got) == set(expected)
+    for name, values in expected.items():
+        assert got[name] == values, name
+    nowhere = {name: values[-2] for name, values in got.items() if "__" in name}
+    assert set(nowhere.values()) == {None}, "an unknown entity reads None everywhere"
+    for i in (0, len(rows) // 2):
+        one = reader.read([rows[i]], "flight_delay_v1")
+        assert one == {name: values[i : i + 1] for name, values in expected.items()}
+
+
+def test_the_reader_returns_what_feast_get_online_features_returns(champion_home):
+    from mlops_assets.serving.features import FeatureReader
+
+    feast = resources(champion_home)["feast"]
+    rows = window_rows(champion_home)
+    assert len(rows) > 1500
+    assert_reads_as_feast(FeatureReader(feast), feast, rows)
+
+
 # ---- 3. bad requests -----------------------------------------------------------------------------------
 
 
@@ -490,6 +527,7 @@ def test_redis_online_store_serves_the_same_predictions(champion_home, client, f
     import redis
 
     from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.serving.features import FeatureReader
 
     assert _redis_available(), "this test needs the machine's Redis at 127.0.0.1:6379"
     project = f"serving_{uuid.uuid4().hex[:8]}"
@@ -498,6 +536,7 @@ def test_redis_online_store_serves_the_same_predictions(champion_home, client, f
         feast.apply()
         start, end = local_days_utc_span(*TRAINING_WINDOW)  # the window the SQLite store holds
         feast.materialize(start - MATERIALIZE_LOOKBACK, end - dt.timedelta(microseconds=1))
+        assert_reads_as_feast(FeatureReader(feast), feast, window_rows(champion_home))
         bodies = [request_body(f) for f in flights.head(10).itertuples()]
         with served(make_app(champion_home, "redis", project)) as url:
             import httpx
