@@ -44,17 +44,19 @@ ui: setup
 # PACE="--every 120" delivers one day every 120 s instead, as a live feed would (nine hours).
 # `make stop` ends both.
 PACE ?= --days-per-step 30 --when-idle 75
+# dagster dev is started unless one runs already; `grep -vx $$$$` leaves out the recipe's own shell,
+# whose command line names dagster dev too.
 LOGS := $(MLOPS_HOME)/logs
 year: setup
 	@mkdir -p "$(LOGS)"
-	@pgrep -f "dagster dev -w workspace.yaml" > /dev/null || \
+	@pgrep -f "dagster dev -w workspace.yaml" | grep -qvx "$$$$" || \
 		(nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log")
 	nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
 		> "$(LOGS)/replay.log" 2>&1 &
 	@echo "replaying 2013-04-01..2013-12-31 ($(PACE)); progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
 
 stop:
-	-pkill -f "mlops replay --start" ; pkill -f "dagster dev -w workspace.yaml"
+	-pkill -f "[m]lops replay --start" ; pkill -f "[d]agster dev -w workspace.yaml"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
