@@ -4,6 +4,8 @@
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --smoke    # every phase, 5 s each
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --profile  # cProfile of the request path
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --stages   # each stage's median time
+    .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --compare "--switch-interval 0.005;"
+                                                      # variants of `mlops serve` options, side by side
 
 The home needs a champion in its MLflow registry and its features in the lake (`mlops demo` makes one).
 1. Redis: the home's feature window is materialized into the Redis online store (skipped when a probe
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -121,10 +124,10 @@ def free_port() -> int:
 class Service:
     """`mlops serve --online-store redis` in a child process."""
 
-    def __init__(self, home: Path, port: int, log_path: Path, workers: int = 1) -> None:
+    def __init__(self, home: Path, port: int, log_path: Path, workers: int = 1, extra: str = "") -> None:
         env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local"}
         command = [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)]
-        command += ["--online-store", "redis", "--workers", str(workers)]
+        command += ["--online-store", "redis", "--workers", str(workers), *shlex.split(extra)]
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -358,6 +361,49 @@ def ramp(url: str, path: str, bodies: list[dict], rates: list[float], args) -> d
     }
 
 
+def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
+    """One-flight steady load on one service per variant of `mlops serve` options, all started at once and
+    measured in turns (repeat 1 of each, then repeat 2 of each, ...), so that the machine's drifting
+    background load falls on every variant alike. Prints their medians side by side."""
+    services = [
+        Service(home, free_port(), Path(os.environ.get("TMPDIR", "/tmp")) / f"serving-bench-{i}.log",
+                args.workers, variant)
+        for i, variant in enumerate(variants)
+    ]  # fmt: skip
+    runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    try:
+        for service in services:
+            service.wait_healthy()
+            args.service_pid = service.process.pid
+            phase(service.url, "/predict", bodies, 50, 5, args)  # warm-up, not reported
+        for _ in range(args.repeats):
+            for variant, service in zip(variants, services, strict=True):
+                args.service_pid = service.process.pid
+                runs[variant].append(phase(service.url, "/predict", bodies, args.rate, args.steady_s, args))
+    finally:
+        for service in services:
+            service.stop()
+    print(f"\none flight at {args.rate:.0f}/s, medians of {args.repeats} turns of {args.steady_s:.0f} s each")
+    print(f"{'mlops serve options':<36}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'CPU ms':>8}")
+    table = {}
+    for variant, results in runs.items():
+        row = {
+            key: statistics.median(r[key] for r in results)
+            for key in ("p50_ms", "p99_ms", "max_ms", "service_cpu_ms")
+        }
+        row["errors"] = sum(r["errors"] for r in results)
+        table[variant or "(defaults)"] = {**row, "runs": results}
+        print(
+            f"{variant or '(defaults)':<36}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['max_ms']:>9.2f}"
+            f"{row['errors']:>8}{row['service_cpu_ms']:>8.2f}"
+        )
+    first, *others = table
+    for other in others:
+        ratio = table[other]["p99_ms"] / table[first]["p99_ms"]
+        print(f"p99 of {other} / {first}: {ratio:.2f}")
+    return table
+
+
 # ---- profile -------------------------------------------------------------------------------------------
 
 
@@ -401,6 +447,7 @@ def stages(home: Path, bodies: list[dict], requests: int, repeats: int = 5) -> d
 
     from mlops_assets.lib.settings import Settings
     from mlops_assets.serving.app import ServiceConfig, create_app_from_settings
+    from mlops_assets.serving.features import serving_store
     from mlops_assets.serving.flights import FlightRequest
 
     torch.set_num_threads(1)
@@ -408,8 +455,18 @@ def stages(home: Path, bodies: list[dict], requests: int, repeats: int = 5) -> d
     service = app.state.service
     service.start()
     try:
-        champion, reader, feast = service.holder.current, service.reader, redis_feast(home)
+        champion, reader = service.holder.current, service.reader
         name = champion.feature_service
+        # the reference: what the service did before FeatureReader (one store kept, the service looked up
+        # once, get_online_features(...).to_dict() per request)
+        feast_store = serving_store(redis_feast(home))
+        feature_service = feast_store.get_feature_service(name)
+
+        def feast_read(entity_rows: list[dict]) -> dict:
+            return feast_store.get_online_features(
+                features=feature_service, entity_rows=entity_rows, full_feature_names=True
+            ).to_dict()
+
         flights = [FlightRequest.model_validate(b) for b in bodies[:requests]]
         rows = [f.entity_row() for f in flights]
         online = [reader.read([row], name) for row in rows]
@@ -417,9 +474,9 @@ def stages(home: Path, bodies: list[dict], requests: int, repeats: int = 5) -> d
         batch_rows = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
         cases = {  # label: (call, the items it is called with, one at a time)
             "request body -> FlightRequest": (FlightRequest.model_validate, bodies[:requests]),
-            "Feast get_online_features, 1 flight": (lambda r: feast.online_features([r], name), rows),
+            "Feast get_online_features, 1 flight": (lambda r: feast_read([r]), rows),
             "FeatureReader.read, 1 flight": (lambda r: reader.read([r], name), rows),
-            "Feast get_online_features, 100 flights": (lambda b: feast.online_features(b, name), batch_rows),
+            "Feast get_online_features, 100 flights": (feast_read, batch_rows),
             "FeatureReader.read, 100 flights": (lambda b: reader.read(b, name), batch_rows),
             "ModelInputs.transform, 1 flight": (champion.inputs.transform, online),
             "model forward, 1 flight": (lambda x: champion.predict_arrays(*x), inputs),
@@ -496,9 +553,17 @@ def main() -> None:
     )
     parser.add_argument("--materialize", action="store_true", help="materialize Redis even if present")
     parser.add_argument("--workers", type=int, default=1, help="mlops serve --workers (server processes)")
+    parser.add_argument(
+        "--serve-args", default="", help='more `mlops serve` options, e.g. "--switch-interval 0.005"'
+    )
     parser.add_argument("--smoke", action="store_true", help="5 s phases, one repeat, a short ramp")
     parser.add_argument("--profile", action="store_true", help="cProfile the request path instead")
     parser.add_argument("--stages", action="store_true", help="time each stage of a request instead")
+    parser.add_argument(
+        "--compare",
+        help='";"-separated variants of `mlops serve` options to compare at --rate instead (e.g. '
+        '"--switch-interval 0.005;" compares that with the defaults)',
+    )
     args = parser.parse_args()
     if args.smoke:
         args.steady_s, args.hold_s, args.repeats = 5.0, 5.0, 1
@@ -516,12 +581,17 @@ def main() -> None:
     if args.stages:
         stages(home, bodies, 1000)
         return
+    if args.compare is not None:
+        table = compare(home, bodies, [v.strip() for v in args.compare.split(";")], args)
+        RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_FILE.with_name("serving_compare.json").write_text(json.dumps(table, indent=1))
+        return
 
     batches = [
         {"flights": bodies[i : i + args.batch]} for i in range(0, len(bodies) - args.batch + 1, args.batch)
     ]
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"serving-bench-{os.getpid()}.log"
-    service = Service(home, free_port(), log_path, args.workers)
+    service = Service(home, free_port(), log_path, args.workers, args.serve_args)
     try:
         health = service.wait_healthy()
         args.service_pid = service.process.pid
@@ -534,6 +604,7 @@ def main() -> None:
             "champion_version": health["champion_version"],
             "batch_size": args.batch,
             "workers": args.workers,
+            "serve_args": args.serve_args,
             "cpu_count": os.cpu_count(),
             "steady_single": steady(service.url, "/predict", bodies, args.rate, args),
             "steady_batch": steady(service.url, "/predict/batch", batches, args.batch_rate, args),
