@@ -511,6 +511,41 @@ def test_every_prediction_is_logged_to_the_lake(champion_home, flights, tmp_path
     assert "weather_hourly__temp" in log.columns and log["flight_schedule__distance"].notna().all()
 
 
+def test_the_log_writes_one_file_per_day_and_keeps_rows_the_lake_refused(tmp_path):
+    """Batches of different days and columns (a new champion may read other features) become one Parquet
+    file per day with every row, nulls where a batch had no such column; a failed write loses nothing."""
+    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.serving.prediction_log import PredictionLog
+
+    class FailingOnce:  # the lake, unreachable for the first write
+        def __init__(self, lake: LocalObjectStore) -> None:
+            self.lake, self.failed = lake, False
+
+        def write_bytes(self, key: str, data: bytes) -> None:
+            if not self.failed:
+                self.failed = True
+                raise OSError("the lake is away")
+            self.lake.write_bytes(key, data)
+
+    lake = FailingOnce(LocalObjectStore(root=str(tmp_path / "lake")))
+    log = PredictionLog(lake, flush_interval_s=3600)
+    log.record({"local_day": ["2013-03-01"], "flight_id": ["a"], "v1__x": [1.5]}, 1)
+    log.record({"local_day": ["2013-03-02", "2013-03-01"], "flight_id": ["b", "c"], "v2__y": [7, None]}, 2)
+    log.record({"local_day": ["2013-03-01"], "flight_id": ["d"], "v1__x": [None]}, 1)
+    assert log.flush() == [] and log.stats()["rows_pending"] == 4 and log.stats()["last_error"]
+    keys = log.flush()
+    assert [key.split("/")[2] for key in keys] == ["2013-03-01", "2013-03-02"]
+    first = pd.read_parquet(tmp_path / "lake" / keys[0])
+    assert first["flight_id"].tolist() == ["a", "c", "d"]
+    assert first["v1__x"].tolist()[0] == 1.5 and first["v1__x"].isna().tolist() == [False, True, True]
+    assert first["v2__y"].isna().all()
+    second = pd.read_parquet(tmp_path / "lake" / keys[1])
+    assert second["flight_id"].tolist() == ["b"] and second["v2__y"].tolist() == [7]
+    assert log.stats() | {"last_error": None} == {
+        "rows_written": 4, "rows_pending": 0, "rows_dropped": 0, "files_written": 2, "last_error": None
+    }  # fmt: skip
+
+
 # ---- 5. a real server under load -----------------------------------------------------------------------
 
 

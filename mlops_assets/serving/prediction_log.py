@@ -125,15 +125,30 @@ class PredictionLog:
 
 def _parquet_by_day(batches: list[dict[str, list]]) -> list[tuple[str, bytes, int]]:
     """(day, Parquet bytes, rows) per `local_day` of the batches' rows (their columns may differ: a new
-    champion may read other features; missing columns are nulls)."""
+    champion may read other features; missing columns are nulls).
+
+    The batches are merged column by column in Python and converted once: one small Arrow table per
+    request, concatenated and filtered, cost more CPU than the requests themselves (a profile of the
+    server at 100 requests/s: 42% of its samples in this function, 40% in answering requests)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables([pa.table(columns) for columns in batches], promote_options="permissive")
+    names = list(dict.fromkeys(name for columns in batches for name in columns))
+    merged: dict[str, list] = {name: [] for name in names}
+    for columns in batches:
+        rows = len(columns[DAY_COLUMN])
+        for name in names:
+            values = columns.get(name)
+            merged[name].extend(values if values is not None else [None] * rows)
+    table = pa.table(merged)
+    days = merged[DAY_COLUMN]
+    positions: dict[str, list[int]] = {}
+    for i, day in enumerate(days):
+        positions.setdefault(day, []).append(i)
     parts = []
-    for day in sorted(table.column(DAY_COLUMN).unique().to_pylist()):
-        part = table.filter(pc.equal(table.column(DAY_COLUMN), day))
+    for day in sorted(positions):
+        rows = positions[day]
+        part = table if len(rows) == len(days) else table.take(pa.array(rows))
         buffer = io.BytesIO()
         pq.write_table(part, buffer, compression="zstd")
         parts.append((day, buffer.getvalue(), part.num_rows))
