@@ -272,7 +272,7 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
     import mlflow
 
     from mlops_assets.defs.training.data import model_input_frame
-    from mlops_assets.serving.features import ModelInputs
+    from mlops_assets.serving.features import FEW_ROWS, ModelInputs
 
     days = pd.concat(
         [scheduled_flights(champion_home, d, limit=5000) for d in ("2013-01-02", "2013-01-14", DAY)]
@@ -304,6 +304,27 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
     same({name: online[name] + edge[name] for name in online})
     for i in (0, 100, 1000):  # one flight, as most requests are (pandas types its columns differently)
         same({name: values[i : i + 1] for name, values in online.items()})
+    few = FEW_ROWS  # up to FEW_ROWS rows take interp_rows: every online row goes through it, few at a time
+    for start in range(0, len(rows), few):
+        same({name: values[start : start + few] for name, values in online.items()})
+
+
+def test_interp_rows_gives_the_bits_np_interp_gives():
+    """interp_rows against np.interp column by column: below, on, between and past the grid points, on
+    tied grid points (a column that is mostly 0), on huge values and NaN, both ways round."""
+    from mlops_assets.serving.features import interp_rows
+
+    generator = np.random.default_rng(7)
+    grids = np.sort(generator.normal(size=(6, 101)) * 10, axis=1)
+    grids[1, :60] = 0.0  # ties
+    grids[2] = np.round(grids[2])  # integer steps, many ties
+    grids[3] = np.linspace(-1, 1, 101)
+    ranks = np.linspace(0, 1, 101)
+    special = [-1e300, 1e300, float("nan"), 0.0, -0.0, grids[0, 0], grids[0, -1], grids[2, 50]]
+    x = np.concatenate([generator.normal(size=(6, 40)) * 12, np.tile(special, (6, 1)), grids[:, ::9]], axis=1)
+    for xs, xp, fp in ((x, grids, ranks), (-x, -grids[:, ::-1], -ranks[::-1])):
+        expected = np.stack([np.interp(xs[c], xp[c], fp) for c in range(len(xp))])
+        np.testing.assert_array_equal(interp_rows(xs, xp, fp), expected)
 
 
 def window_rows(home: Path, days: tuple[str, ...] = ("2013-01-02", DAY)) -> list[dict]:

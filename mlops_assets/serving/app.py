@@ -125,10 +125,11 @@ class PredictionService:
     def start(self) -> None:
         """Open the online store, load the reference codes and the champion (if any), start the threads.
 
-        The background threads (prediction log flush, champion poll, registry refresh) run Python for tens
-        of milliseconds at a time. With CPython's default switch interval (5 ms) a request that releases
-        the GIL for one Redis round trip can wait up to 5 ms to get it back, several times over: that was
-        most of the one-flight p99. At 0.5 ms the wait is bounded by a tenth of that."""
+        The background threads (prediction log flush, champion poll, registry refresh) run Python for
+        milliseconds at a time, and a request that gives up the GIL for its Redis round trip waits up to
+        one switch interval to get it back, once per release. At 100 requests/s (`serving_bench.py
+        --compare`, three minutes each) CPython's 5 ms and this 0.5 ms gave the same p99, but with 5 ms
+        the slowest request took 267 and 325 ms in two of the minutes, with 0.5 ms never over 36 ms."""
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(self.config.switch_interval_s)
         self.reader = FeatureReader(self._feast)

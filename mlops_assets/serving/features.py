@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,26 @@ def entity_keys(join_key: str, values: Sequence[str]) -> list:
 
 
 Values = list[tuple[Any, ...]]  # per distinct entity, the Python value of each feature (None: absent)
+KEY_CACHE_SIZE = 200_000  # Redis keys remembered (a day has about 1,000 flights and 300 other entities)
+SCALAR_KINDS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
+
+
+def value_decoder() -> Callable[[bytes | None], Any]:
+    """A feature value as Redis holds it (a serialized Feast Value) -> Python, as Feast's
+    `feast_value_type_to_python_type` gives it; scalars without that function's chain of type checks."""
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    parse = Value.FromString
+
+    def python_value(raw: bytes | None) -> Any:
+        if not raw:
+            return None
+        value = parse(raw)
+        kind = value.WhichOneof("val")
+        return getattr(value, kind) if kind in SCALAR_KINDS else feast_value_type_to_python_type(value)
+
+    return python_value
 
 
 class FeatureReader:
@@ -118,6 +138,8 @@ class FeatureReader:
         self.store_type = str(self._config.online_store.type)
         self._redis = isinstance(self._provider.online_store, RedisOnlineStore)
         self._plans: dict[str, tuple[ViewRead, ...]] = {}
+        self._key_cache: dict[tuple[str, str], bytes] = {}
+        self._decode = value_decoder()
         # Feast's SQLite store shares one connection between threads; Redis has a connection pool.
         self._lock = threading.Lock() if self.store_type == "sqlite" else contextlib.nullcontext()
         self.retries = 0  # resolutions that had to try again (a registry caught mid-write); /health shows it
@@ -178,23 +200,28 @@ class FeatureReader:
     def _fetch_redis(self, plan: tuple[ViewRead, ...], distinct: list[list[str]]) -> list[Values]:
         """Redis: every view's HMGETs in one pipeline, one round trip (per view, as `online_read` does it,
         they cost one round trip each: most of a request's time). Keys, fields and values are Feast's."""
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import feast_value_type_to_python_type as to_python
-
         store = self._provider.online_store
         commands = []
         for part, keys in zip(plan, distinct, strict=True):
-            protos = entity_keys(part.join_key, keys)
-            redis_keys = store._generate_redis_keys_for_entities(self._config, protos)
-            commands.extend((key, list(part.hash_fields)) for key in redis_keys)
+            fields = list(part.hash_fields)
+            commands.extend((key, fields) for key in self._redis_keys(part.join_key, keys))
         replies = iter(store._read_hash_fields(self._config, commands))
-        return [
-            [
-                tuple(None if not raw else to_python(Value.FromString(raw)) for raw in next(replies))
-                for _ in keys
-            ]
-            for keys in distinct
-        ]
+        decode = self._decode
+        return [[tuple(map(decode, next(replies))) for _ in keys] for keys in distinct]
+
+    def _redis_keys(self, join_key: str, values: list[str]) -> list[bytes]:
+        """Feast's Redis key of each entity (its serialized EntityKey and the project), remembered: a
+        request's carrier, airports and route are nearly always ones an earlier request had."""
+        cache = self._key_cache
+        missing = [v for v in values if (join_key, v) not in cache]
+        if missing:
+            if len(cache) > KEY_CACHE_SIZE:
+                cache.clear()
+            made = self._provider.online_store._generate_redis_keys_for_entities(
+                self._config, entity_keys(join_key, missing)
+            )
+            cache.update(zip(((join_key, v) for v in missing), made, strict=True))
+        return [cache[(join_key, v)] for v in values]
 
     def refresh_registry(self) -> None:
         """Re-read the registry and re-resolve the services in use (off the request path); a service that
@@ -228,8 +255,11 @@ class ModelInputs:
     proves the arrays bit-for-bit equal to the training path on every online row of its window."""
 
     def __init__(self, prep) -> None:
-        from mlops_assets.ml.preprocessing import EDGE
+        from scipy.special import ndtri
 
+        from mlops_assets.ml.preprocessing import EDGE, spell_category
+
+        self._ndtri, self._spell = ndtri, spell_category
         self.categorical = tuple(prep.categorical)
         self.numeric = tuple(prep.numeric)
         self._index = [{v: i + 1 for i, v in enumerate(prep.vocabulary[c])} for c in self.categorical]
@@ -239,29 +269,64 @@ class ModelInputs:
         # np.interp's two passes of _normal_scores (rising, and mirrored for ties), arrays ready
         self._rising = list(zip(grids, ranks, strict=True))
         self._mirrored = [(-q[::-1], -r[::-1]) for q, r in self._rising]
+        # The same grids stacked, for few rows at once (interp_rows); every column has as many quantiles.
+        self._stacked = None
+        if grids and len({len(q) for q in grids}) == 1:
+            grid = np.stack(grids)
+            self._stacked = (grid, ranks[0], -grid[:, ::-1], -ranks[0][::-1])
         self._edge = EDGE
         position = {c: j for j, c in enumerate(self.numeric)}
         self._indicators = np.array([position[c] for c in prep.indicators], dtype="int64")
 
     def transform(self, online: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
-        from scipy.special import ndtri
-
-        from mlops_assets.ml.preprocessing import spell_category
-
+        spell = self._spell
         rows = len(online[self.categorical[0]])
         codes = np.zeros((rows, len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
             index = self._index[j]
-            codes[:, j] = [
-                index.get(spell_category(v), 0) if v is not None and v == v else 0 for v in online[column]
-            ]
+            codes[:, j] = [index.get(spell(v), 0) if v is not None and v == v else 0 for v in online[column]]
         raw = np.array([online[c] for c in self.numeric], dtype="float64").reshape(len(self.numeric), rows)
         missing = np.isnan(raw)
         values = np.where(missing, self._median, raw)
-        rank = np.empty_like(values)
-        for j, ((q, r), (mq, mr)) in enumerate(zip(self._rising, self._mirrored, strict=True)):
-            rank[j] = 0.5 * (np.interp(values[j], q, r) - np.interp(-values[j], mq, mr))
+        if self._stacked is not None and rows <= FEW_ROWS:
+            grid, ranks, mirrored_grid, mirrored_ranks = self._stacked
+            rank = 0.5 * (
+                interp_rows(values, grid, ranks) - interp_rows(-values, mirrored_grid, mirrored_ranks)
+            )
+        else:
+            rank = np.empty_like(values)
+            for j, ((q, r), (mq, mr)) in enumerate(zip(self._rising, self._mirrored, strict=True)):
+                rank[j] = 0.5 * (np.interp(values[j], q, r) - np.interp(-values[j], mq, mr))
         numbers = np.empty((rows, len(self.numeric) + len(self._indicators)), dtype=np.float32)
-        numbers[:, : len(self.numeric)] = ndtri(np.clip(rank, self._edge, 1 - self._edge)).T
+        numbers[:, : len(self.numeric)] = self._ndtri(np.clip(rank, self._edge, 1 - self._edge)).T
         numbers[:, len(self.numeric) :] = missing[self._indicators].T
         return codes, numbers
+
+
+FEW_ROWS = 16  # up to this many rows, interp_rows (one pass over all columns) beats a np.interp per column
+
+
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """`np.interp(x[c], xp[c], fp)` for every row c at once (x: columns x rows, xp: columns x grid).
+
+    For one flight, 2 x 54 calls of np.interp cost more than the model; this is one pass of array
+    operations instead. It repeats numpy's own arithmetic step by step (arr_interp in numpy's
+    compiled_base.c), so the results are the same bits: j is the last grid point <= x; below the grid
+    fp[0], at or past its end fp[-1], on a grid point fp[j], else slope * (x - xp[j]) + fp[j], with
+    numpy's fallbacks for a NaN. tests/test_serving.py checks it against np.interp on every online row."""
+    size = xp.shape[1]
+    j = (xp[:, None, :] <= x[:, :, None]).sum(axis=2) - 1
+    inner = np.clip(j, 0, size - 2)
+    left_x, right_x = np.take_along_axis(xp, inner, axis=1), np.take_along_axis(xp, inner + 1, axis=1)
+    left_y, right_y = fp[inner], fp[inner + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # only where j is off the grid, overwritten below
+        slope = (right_y - left_y) / (right_x - left_x)
+        out = slope * (x - left_x) + left_y
+        again = np.isnan(out)
+        if again.any():
+            out = np.where(again, slope * (x - right_x) + right_y, out)
+            out = np.where(np.isnan(out) & (left_y == right_y), left_y, out)
+    out = np.where(x == left_x, left_y, out)
+    out = np.where(j < 0, fp[0], out)
+    out = np.where(j >= size - 1, fp[size - 1], out)
+    return np.where(np.isnan(x), x, out)
