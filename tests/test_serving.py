@@ -513,7 +513,8 @@ def test_every_prediction_is_logged_to_the_lake(champion_home, flights, tmp_path
         )
     parts = resources(champion_home)
     config = ServiceConfig(poll_interval_s=POLL_S, log_flush_interval_s=3600)  # only the shutdown flush
-    folder = tmp_path / "lake" / "predictions" / "online" / DAY
+    folder = tmp_path / "lake" / "predictions" / "online"
+    days = {dt.datetime.now(dt.UTC).date().isoformat()}
     with TestClient(create_app(parts["feast"], parts["mlflow"], lake, config)) as http:
         single = http.post("/predict", json=request_body(flights.iloc[0])).json()
         batch = http.post(
@@ -521,20 +522,23 @@ def test_every_prediction_is_logged_to_the_lake(champion_home, flights, tmp_path
         )
         assert batch.status_code == 200
         assert not folder.exists()  # nothing written on the request path
-    written = sorted(folder.glob("*.parquet"))
-    assert len(written) == 1
+    days.add(dt.datetime.now(dt.UTC).date().isoformat())
+    written = sorted(folder.glob("*/*.parquet"))
+    assert len(written) == 1 and written[0].parent.name in days  # the UTC day of the requests
     log = pd.read_parquet(written[0])
     assert len(log) == 5 and log["batch_size"].tolist() == [1, 4, 4, 4, 4]
     assert log["flight_id"].tolist() == [single["flight_id"], *flights.head(4)["flight_id"]]
     assert log.loc[0, "probability_late"] == pytest.approx(single["probability_late"])
     assert (log["model_version"] == "1").all() and (log["latency_ms"] > 0).all()
     assert {"decision", "decision_threshold", "requested_at", "scheduled_departure_utc"} <= set(log.columns)
+    assert (log["local_day"] == DAY).all()  # the New York day of the flights' departure
     assert "weather_hourly__temp" in log.columns and log["flight_schedule__distance"].notna().all()
 
 
-def test_the_log_writes_one_file_per_day_and_keeps_rows_the_lake_refused(tmp_path):
-    """Batches of different days and columns (a new champion may read other features) become one Parquet
-    file per day with every row, nulls where a batch had no such column; a failed write loses nothing."""
+def test_the_log_writes_a_file_per_request_day_and_keeps_rows_the_lake_refused(tmp_path):
+    """Batches of different request days and columns (a new champion may read other features) become one
+    Parquet file per UTC day of the requests with every row, nulls where a batch had no such column; a
+    failed write loses nothing."""
     from mlops_assets.lib.storage import LocalObjectStore
     from mlops_assets.serving.prediction_log import PredictionLog
 
@@ -548,20 +552,27 @@ def test_the_log_writes_one_file_per_day_and_keeps_rows_the_lake_refused(tmp_pat
                 raise OSError("the lake is away")
             self.lake.write_bytes(key, data)
 
-    lake = FailingOnce(LocalObjectStore(root=str(tmp_path / "lake")))
-    log = PredictionLog(lake, flush_interval_s=3600)
-    log.record({"local_day": ["2013-03-01"], "flight_id": ["a"], "v1__x": [1.5]}, 1)
-    log.record({"local_day": ["2013-03-02", "2013-03-01"], "flight_id": ["b", "c"], "v2__y": [7, None]}, 2)
-    log.record({"local_day": ["2013-03-01"], "flight_id": ["d"], "v1__x": [None]}, 1)
+    before = dt.datetime(2026, 3, 1, 23, 59, 59, tzinfo=dt.UTC)
+    after = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))  # 03-01 20:00 UTC
+    midnight = dt.datetime(2026, 3, 2, 0, 0, 1, tzinfo=dt.UTC)
+    log = PredictionLog(FailingOnce(LocalObjectStore(root=str(tmp_path / "lake"))), flush_interval_s=3600)
+    log.record({"requested_at": [before], "local_day": ["2013-03-01"], "flight_id": ["a"], "v1__x": [1.5]}, 1)
+    log.record({"requested_at": [midnight] * 2, "local_day": ["2013-03-02", "2013-03-01"],
+                "flight_id": ["b", "c"], "v2__y": [7, None]}, 2)  # fmt: skip
+    log.record({"requested_at": [after], "local_day": ["2013-03-05"], "flight_id": ["d"], "v2__y": [3]}, 1)
     assert log.flush() == [] and log.stats()["rows_pending"] == 4 and log.stats()["last_error"]
     keys = log.flush()
-    assert [key.split("/")[2] for key in keys] == ["2013-03-01", "2013-03-02"]
+    assert [key.split("/")[2] for key in keys] == ["2026-03-01", "2026-03-02"]
     first = pd.read_parquet(tmp_path / "lake" / keys[0])
-    assert first["flight_id"].tolist() == ["a", "c", "d"]
-    assert first["v1__x"].tolist()[0] == 1.5 and first["v1__x"].isna().tolist() == [False, True, True]
-    assert first["v2__y"].isna().all()
+    assert first["flight_id"].tolist() == ["a", "d"] and first["local_day"].tolist() == [
+        "2013-03-01",
+        "2013-03-05",
+    ]
+    assert first["v1__x"].tolist()[0] == 1.5 and first["v1__x"].isna().tolist() == [False, True]
+    assert first["v2__y"].isna().tolist() == [True, False] and first["v2__y"].tolist()[1] == 3
     second = pd.read_parquet(tmp_path / "lake" / keys[1])
-    assert second["flight_id"].tolist() == ["b"] and second["v2__y"].tolist() == [7]
+    assert second["flight_id"].tolist() == ["b", "c"] and "v1__x" not in second.columns
+    assert second["v2__y"].tolist()[0] == 7 and second["v2__y"].isna().tolist() == [False, True]
     assert log.stats() | {"last_error": None} == {
         "rows_written": 4, "rows_pending": 0, "rows_dropped": 0, "files_written": 2, "last_error": None
     }  # fmt: skip

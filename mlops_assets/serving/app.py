@@ -42,7 +42,7 @@ from mlops_assets.serving.flights import (
     flight_loc,
     load_known_codes,
 )
-from mlops_assets.serving.prediction_log import DAY_COLUMN, PredictionLog
+from mlops_assets.serving.prediction_log import DAY_COLUMN, REQUESTED_AT, PredictionLog
 
 log = logging.getLogger("mlops.serving")
 # Feast needs at least one entity row; a flight that does not exist reads nulls.
@@ -208,7 +208,7 @@ class PredictionService:
     def _record(self, flights, online: dict[str, list], predictions: list[dict], latency_ms: float) -> None:
         n = len(flights)
         columns: dict[str, list] = {
-            "requested_at": [dt.datetime.now(dt.UTC)] * n,
+            REQUESTED_AT: [dt.datetime.now(dt.UTC)] * n,
             "request_id": [uuid.uuid4().hex] * n,
             "batch_size": [n] * n,
             DAY_COLUMN: [f.local_day for f in flights],
