@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shlex
@@ -45,6 +46,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 RESULTS_FILE = BENCH_DIR / "results" / "serving.json"
+FLOOR = "floor"  # a --compare variant: bench/floor_app.py instead of `mlops serve`
 IDLE_REUSE_S = 3.0  # keep-alive connections idle longer than this are closed, not reused
 
 
@@ -128,6 +130,9 @@ class Service:
         env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local"}
         command = [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)]
         command += ["--online-store", "redis", "--workers", str(workers), *shlex.split(extra)]
+        if extra == FLOOR:  # the same HTTP stack answering a constant (bench/floor_app.py)
+            command = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port)]
+            command += ["--no-access-log", "--log-level", "warning"]
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -306,7 +311,16 @@ def process_cpu_s(pid: int) -> float:
 
 def phase(url: str, path: str, bodies: list[dict], rate: float, seconds: float, args) -> dict:
     cpu_before = process_cpu_s(args.service_pid)
-    latencies, errors, wall = run_loop(open_loop(url, path, bodies, rate, seconds, args))
+    # The load generator's own garbage collection must not pass for the service's latency: a full
+    # collection of this process (pandas, duckdb and httpx loaded) stalls every request due meanwhile.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        latencies, errors, wall = run_loop(open_loop(url, path, bodies, rate, seconds, args))
+    finally:
+        gc.enable()
+        gc.unfreeze()
     result = summarize(latencies, errors, wall, rate, seconds)
     # The service's own CPU per request: what the machine's other load cannot inflate much.
     result["service_cpu_ms"] = (process_cpu_s(args.service_pid) - cpu_before) * 1000 / max(1, result["ok"])
@@ -562,7 +576,7 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         help='";"-separated variants of `mlops serve` options to compare at --rate instead (e.g. '
-        '"--switch-interval 0.005;" compares that with the defaults)',
+        '"--switch-interval 0.005;" compares that with the defaults; "floor" is bench/floor_app.py)',
     )
     args = parser.parse_args()
     if args.smoke:
