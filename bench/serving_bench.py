@@ -128,6 +128,11 @@ class Service:
 
     def __init__(self, home: Path, port: int, log_path: Path, workers: int = 1, extra: str = "") -> None:
         env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local"}
+        checkout = REPO
+        if extra.startswith("@"):  # "@<dir> [options]": `mlops serve` of another checkout (a git worktree)
+            where, _, extra = extra[1:].partition(" ")
+            checkout = Path(where).resolve()
+            env["PYTHONPATH"] = str(checkout)  # ahead of this checkout's editable install
         command = [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)]
         command += ["--online-store", "redis", "--workers", str(workers), *shlex.split(extra)]
         if extra == FLOOR:  # the same HTTP stack answering a constant (bench/floor_app.py)
@@ -136,7 +141,7 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=checkout
         )
 
     def wait_healthy(self, timeout_s: float = 240) -> dict:
@@ -576,7 +581,8 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         help='";"-separated variants of `mlops serve` options to compare at --rate instead (e.g. '
-        '"--switch-interval 0.005;" compares that with the defaults; "floor" is bench/floor_app.py)',
+        '"--switch-interval 0.005;" compares that with the defaults; "floor" is bench/floor_app.py; '
+        '"@<dir> [options]" serves from another checkout, e.g. a git worktree of an earlier commit)',
     )
     args = parser.parse_args()
     if args.smoke:
