@@ -127,9 +127,10 @@ class PredictionService:
 
         The background threads (prediction log flush, champion poll, registry refresh) run Python for
         milliseconds at a time, and a request that gives up the GIL for its Redis round trip waits up to
-        one switch interval to get it back, once per release. At 100 requests/s (`serving_bench.py
-        --compare`, three minutes each) CPython's 5 ms and this 0.5 ms gave the same p99, but with 5 ms
-        the slowest request took 267 and 325 ms in two of the minutes, with 0.5 ms never over 36 ms."""
+        one switch interval to get it back, once per release: a long background task becomes a convoy of
+        such waits. Measured at 100 requests/s (`serving_bench.py --compare`, two interleaved runs of
+        three minutes per setting, while the log thread still took about 0.5 s per flush): p99 the same,
+        but with CPython's 5 ms a request took over 250 ms in 4 of the 6 minutes, with 0.5 ms in none."""
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(self.config.switch_interval_s)
         self.reader = FeatureReader(self._feast)
