@@ -45,13 +45,15 @@ ui: setup
 # `make stop` ends both.
 PACE ?= --days-per-step 30 --when-idle 75
 # dagster dev is started unless one runs already; `grep -vx $$$$` leaves out the recipe's own shell,
-# whose command line names dagster dev too.
+# whose command line names dagster dev too. `set -m`: a background command of a shell without job control
+# starts with SIGINT ignored, and Dagster maps SIGTERM to the SIGINT handler, so `make stop` could not
+# end either process.
 LOGS := $(MLOPS_HOME)/logs
 year: setup
 	@mkdir -p "$(LOGS)"
 	@pgrep -f "dagster dev -w workspace.yaml" | grep -qvx "$$$$" || \
-		(nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log")
-	nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
+		(set -m; nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log")
+	set -m; nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
 		> "$(LOGS)/replay.log" 2>&1 &
 	@echo "replaying 2013-04-01..2013-12-31 ($(PACE)); progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
 
