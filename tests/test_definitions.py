@@ -68,6 +68,14 @@ def test_unknown_profile_is_a_clear_error():
         load_settings({"MLOPS_PROFILE": "staging"})
 
 
+def test_every_writer_of_the_online_store_is_in_its_pool():
+    """`feast apply` and the materialization both write the online store's tables; on SQLite two writers at
+    once fail with "database is locked", so they share the one-slot pool."""
+    graph = build_definitions.__wrapped__("local").resolve_asset_graph()
+    for key in ("features/feature_views", "features/online_store"):
+        assert graph.get(dg.AssetKey.from_user_string(key)).pools == {"online_store"}, key
+
+
 def test_training_stage_is_one_lineage_with_gpu_steps_in_the_gpu_pool(monkeypatch):
     from mlops_assets.defs.training.resources import ComputeResource, MlflowResource
 

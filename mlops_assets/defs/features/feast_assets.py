@@ -58,6 +58,9 @@ def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime
         "service flight_delay_v1 in the profile's registry."
     ),
     automation_condition=dg.AutomationCondition.eager(),
+    # `feast apply` writes the online store's tables too: with a materialization running, SQLite said
+    # "database is locked" (seen when a four-month landing ran days 12-31 and 08-29..12-30 side by side).
+    pool="online_store",
 )
 def feature_views(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     applied = feast.apply()
