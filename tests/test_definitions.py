@@ -153,3 +153,28 @@ def test_the_loop_moves_by_itself_with_sensors_schedule_and_automation_on_by_def
     job = defs.resolve_job_def("retrain_model")
     assert dg.AssetKey(["features", "training_set"]) in job.asset_layer.selected_asset_keys
     assert "retraining" in defs.resources
+
+
+def test_a_password_in_the_redis_url_never_reaches_the_resource_config_the_ui_shows(monkeypatch):
+    """Credentials and endpoints are EnvVars in the definitions: the repository snapshot the webserver
+    renders (resource config included) holds the variables' names, never their values."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+
+    secrets = {
+        "MLOPS_REDIS_URL": "redis.internal:6380,password=s3cr3t-redis,ssl=true",
+        "MLOPS_S3_ENDPOINT_URL": "https://minio.internal:9000",
+        "MLFLOW_TRACKING_URI": "https://ml:s3cr3t-mlflow@mlflow.internal",
+        "DBT_PG_PASSWORD": "s3cr3t-pg",
+        "DBT_PG_HOST": "pg.internal",
+        "MLOPS_RAY_ADDRESS": "ray://ray.internal:10001",
+        "MLOPS_SPARK_REMOTE": "sc://spark.internal:15002",
+    }
+    monkeypatch.setenv("MLOPS_S3_BUCKET", "platform")
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    defs = build_definitions.__wrapped__("production")
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    for name, value in secrets.items():
+        assert value not in snapshot, f"{name}'s value is frozen into the definitions"
+        assert name in snapshot, f"{name} is not passed to a resource as an EnvVar"

@@ -15,6 +15,16 @@ S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
 REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
+def env_setting(name: str, default: Any = None, env: Any = dg.EnvVar) -> Any:
+    """`dg.EnvVar(name)` when the variable is set where the definitions are built, else `default`.
+
+    The value itself is resolved when a run starts, so a credential or endpoint never becomes a plain
+    string in the resource config the UI shows, and a run reads its own environment. `env=dg.EnvVar.int`
+    for integers.
+    """
+    return env(name) if os.environ.get(name) else default
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.profile == "local":
         return {
@@ -32,10 +42,7 @@ def _production_resources() -> dict[str, Any]:
     # Optional settings are looked up here, when the definitions are built; secrets (AWS keys)
     # stay with boto3's own chain and never pass through our config.
     region = next((dg.EnvVar(name) for name in REGION_ENVS if os.environ.get(name)), "us-east-1")
-    s3 = S3Resource(
-        endpoint_url=dg.EnvVar(S3_ENDPOINT_ENV) if os.environ.get(S3_ENDPOINT_ENV) else None,
-        region_name=region,
-    )
+    s3 = S3Resource(endpoint_url=env_setting(S3_ENDPOINT_ENV), region_name=region)
     bucket = dg.EnvVar(S3_BUCKET_ENV)
     return {
         "landing_zone": S3ObjectStore(s3=s3, bucket=bucket, prefix="landing"),

@@ -309,21 +309,16 @@ def rows_to_batch(rows: list[tuple], schema):
 def warehouse_resource(settings) -> Warehouse:
     """The warehouse of a profile. Production reads dbt's own DBT_PG_* variables (EnvVar: resolved when a
     run starts; the defaults are those of dbt/profiles.yml) and loads from the production lake."""
-    import os
-
-    from mlops_assets.lib.resources import build_resources
+    from mlops_assets.lib.resources import build_resources, env_setting
 
     if settings.profile == "local":
         return DuckDBWarehouse(path=str(settings.home / "warehouse.duckdb"))  # as in dbt/profiles.yml
 
-    def setting(name: str, default: Any, env=dg.EnvVar) -> Any:
-        return env(name) if os.environ.get(name) else default
-
     return PostgresWarehouse(
-        host=setting("DBT_PG_HOST", "localhost"),
-        port=setting("DBT_PG_PORT", 5432, dg.EnvVar.int),
-        user=setting("DBT_PG_USER", "mlops"),
-        password=setting("DBT_PG_PASSWORD", None),
-        dbname=setting("DBT_PG_DBNAME", "mlops"),
+        host=env_setting("DBT_PG_HOST", "localhost"),
+        port=env_setting("DBT_PG_PORT", 5432, dg.EnvVar.int),
+        user=env_setting("DBT_PG_USER", "mlops"),
+        password=env_setting("DBT_PG_PASSWORD"),
+        dbname=env_setting("DBT_PG_DBNAME", "mlops"),
         lake=build_resources(settings)["lake"],
     )
