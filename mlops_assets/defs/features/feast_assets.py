@@ -17,7 +17,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource, day_of_file
+from mlops_assets.defs.features.feast_store import (
+    DEFAULT_REDIS_URL,
+    FULL_FEATURE_NAMES,
+    FeastResource,
+    day_of_file,
+)
 from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions
@@ -36,6 +41,7 @@ ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
 MATERIALIZE_LOOKBACK = dt.timedelta(days=1)
 TRAINING_CHUNK_DAYS = 7
 TRAINING_SET_POINTER = "features/training_set/latest.json"
+REDIS_URL_ENV = "MLOPS_REDIS_URL"
 
 
 def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
@@ -266,16 +272,17 @@ def training_set(
 
 
 def feast_resource(settings: Settings, **overrides) -> FeastResource:
-    """The FeastResource of a profile (EnvVar for the production settings, read when a run starts)."""
-    import os
+    """The FeastResource of a profile (EnvVar for the production settings, read when a run starts: the Redis
+    URL may carry a password)."""
+    from mlops_assets.lib.resources import S3_ENDPOINT_ENV, env_setting
 
     if settings.profile == "production":
         return FeastResource(
             profile="production",
             home=str(settings.home),
-            redis_url=os.environ.get("MLOPS_REDIS_URL", "127.0.0.1:6379"),
+            redis_url=env_setting(REDIS_URL_ENV, DEFAULT_REDIS_URL),
             s3_bucket=dg.EnvVar("MLOPS_S3_BUCKET"),
-            s3_endpoint_url=os.environ.get("MLOPS_S3_ENDPOINT_URL") or None,
+            s3_endpoint_url=env_setting(S3_ENDPOINT_ENV),
             **overrides,
         )
     return FeastResource(profile="local", home=str(settings.home), **overrides)
