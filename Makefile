@@ -34,31 +34,47 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
 
+# Each background process the targets below start leaves its PID in $(RUN_DIR); `make stop` ends those
+# and nothing else (no pattern matching over the machine's processes).
+RUN_DIR := $(MLOPS_HOME)/run
+LOGS := $(MLOPS_HOME)/logs
+# `alive NAME`: the process of RUN_DIR/NAME.pid still runs.
+alive = pid=$$(cat "$(RUN_DIR)/$(1).pid" 2>/dev/null) && [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null
+
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	@mkdir -p "$(RUN_DIR)"
+	echo $$$$ > "$(RUN_DIR)/dagster-dev.pid"; exec $(BIN)/dagster dev -w workspace.yaml
 
 # The rest of 2013 into the landing zone, with the UI and daemon running in the background: sensors,
 # automation and retraining take it from there. By default thirty days at a time, each once the graph has
 # finished the last step and stayed idle for 75 s (the retraining sensor looks every 60 s): the landing
 # sensor ingests the month in one ranged run and automation carries it down as a backfill.
 # PACE="--every 120" delivers one day every 120 s instead, as a live feed would (nine hours).
-# `make stop` ends both.
+# `make stop` ends both. `set -m`: a background command of a shell without job control starts with SIGINT
+# ignored, and Dagster maps SIGTERM to the SIGINT handler, so SIGTERM could not end it; with job control
+# each process also leads its own process group, which `make stop` ends whole (webserver and daemon too).
 PACE ?= --days-per-step 30 --when-idle 75
-# dagster dev is started unless one runs already; `grep -vx $$$$` leaves out the recipe's own shell,
-# whose command line names dagster dev too. `set -m`: a background command of a shell without job control
-# starts with SIGINT ignored, and Dagster maps SIGTERM to the SIGINT handler, so `make stop` could not
-# end either process.
-LOGS := $(MLOPS_HOME)/logs
 year: setup
-	@mkdir -p "$(LOGS)"
-	@pgrep -f "dagster dev -w workspace.yaml" | grep -qvx "$$$$" || \
-		(set -m; nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log")
-	set -m; nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
-		> "$(LOGS)/replay.log" 2>&1 &
+	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
+	@if $(call alive,dagster-dev); then echo "dagster dev already runs (pid $$pid)"; else \
+		set -m; nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & \
+		echo $$! > "$(RUN_DIR)/dagster-dev.pid"; \
+		echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log"; fi
+	@if $(call alive,replay); then echo "a replay already runs (pid $$pid)"; else \
+		set -m; nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
+			> "$(LOGS)/replay.log" 2>&1 & \
+		echo $$! > "$(RUN_DIR)/replay.pid"; fi
 	@echo "replaying 2013-04-01..2013-12-31 ($(PACE)); progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
 
 stop:
-	-pkill -f "[m]lops replay --start" ; pkill -f "[d]agster dev -w workspace.yaml"
+	@for name in replay dagster-dev; do \
+		if $(call alive,$$name); then \
+			kill -TERM -- "-$$pid" 2>/dev/null || kill -TERM "$$pid"; \
+			for _ in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.2; done; \
+			echo "stopped $$name (pid $$pid)"; \
+		fi; \
+		rm -f "$(RUN_DIR)/$$name.pid"; \
+	done
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_assets.defs.features.feast_store import FeastResource
+from tests.services import require_service
 
 UTC = dt.UTC
 DAYS = [dt.date(2013, 1, 1) + dt.timedelta(days=n) for n in range(4)]
@@ -243,15 +244,6 @@ def test_no_leakage_when_future_rows_are_removed(synthetic, tmp_path):
         assert np.allclose(a, b, equal_nan=True), row.flight_id
 
 
-def _redis_available() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping())
-    except Exception:
-        return False
-
-
 def _delete_redis_project(project: str) -> int:
     import redis
 
@@ -265,8 +257,8 @@ def _delete_redis_project(project: str) -> int:
 @pytest.mark.parametrize("online", ["sqlite", "redis"])
 def test_online_matches_offline(synthetic, online):
     home, _, entities = synthetic
-    if online == "redis" and not _redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+    if online == "redis":
+        require_service("redis")
     project = f"t_{online}_{uuid.uuid4().hex[:8]}"
     feast = _store(home, project=project, online_store=online)
     try:

@@ -25,6 +25,7 @@ from mlops_assets.replay import replay
 from tests import s3_server
 from tests.conftest import materialize_raw
 from tests.s3_server import S3Bucket
+from tests.services import require_service
 
 # The S3 server's fixtures, used by this module.
 s3_endpoint = s3_server.s3_endpoint
@@ -235,6 +236,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 def _pg_connect(dbname: str):
     import psycopg2
 
+    require_service("postgresql")
     connection = psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
     connection.autocommit = True
     return connection
