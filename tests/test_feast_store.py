@@ -344,7 +344,7 @@ def test_assets_materialize_in_process(tmp_path):
         assets, selection=["features/training_set"], resources=resources, run_config=config
     )
     meta = trained.get_asset_materialization_events()[0].materialization.metadata
-    path = home / "lake" / "features" / "training_set" / "2013-01-01_2013-01-04.parquet"
+    path = home / "lake" / meta["training_set/key"].value  # content-addressed: window and hash
     frame = pd.read_parquet(path)
     labelled = entities[[i % 17 != 0 for i in range(len(entities))]]
     assert meta["dagster/row_count"].value == len(frame) == len(labelled)

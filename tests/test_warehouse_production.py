@@ -336,7 +336,7 @@ def test_training_set_with_its_offline_source_on_s3_equals_the_local_one(product
     )
     assert in_production.success and local.success
 
-    key = f"features/training_set/{TRAINING[0]}_{TRAINING[1]}.parquet"
+    key = materialization_metadata(local, "features", "training_set")["training_set/key"]
     from_s3 = pd.read_parquet(io.BytesIO(production.bucket.get(f"lake/{key}")))
     expected = pd.read_parquet(local_home / "lake" / key)
     assert len(expected) > 800 and expected.filter(like="__").notna().mean().mean() > 0.8

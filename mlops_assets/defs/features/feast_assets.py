@@ -28,6 +28,7 @@ from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions
 from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
 
 GROUP = "features"
 OWNERS = ["team:ml-platform"]
@@ -223,8 +224,10 @@ def build_training_set(feast: FeastResource, entities, feature_service: str):
         "scheduled departure - 2 h; cancelled/diverted excluded) joined point-in-time with the features "
         "of a Feast feature service (default flight_delay_v1). Feast takes, per view, the latest row at or "
         "before the prediction time and within the view's TTL, so no feature comes from the future. "
-        "Written to the lake as features/training_set/<start>_<end>.parquet; features/training_set/"
-        "latest.json names it (window, features, content hash) for the training stage."
+        "Written once to the lake at a content-addressed key, features/training_set/<start>_<end>_<hash>"
+        ".parquet; the materialization's metadata (training_set/key, sha256, window) is the identity "
+        "the training graph carries from tuning to registration. features/training_set/latest.json names "
+        "the newest set for people and tools."
     ),
 )
 def training_set(
@@ -239,9 +242,14 @@ def training_set(
     if entities.empty:
         raise dg.Failure(f"fct_flights has no labelled flights in {config.start_date}..{config.end_date}")
     frame, refs = build_training_set(feast, entities, config.feature_service)
-    key = f"features/training_set/{config.start_date}_{config.end_date}.parquet"
-    lake.write_parquet(key, frame)
     content_hash = canonical_hash(frame)
+    key = content_addressed_key(config.start_date, config.end_date, content_hash)
+    # A key always holds the content its name says, so a set a model learned from is never replaced.
+    if not lake.exists(key):
+        lake.write_parquet(key, frame)
+    identity = TrainingSetIdentity(
+        key, content_hash, (config.start_date, config.end_date), config.feature_service
+    )
     pointer = {
         "key": key,
         "window": [config.start_date, config.end_date],
@@ -251,7 +259,8 @@ def training_set(
         "content_sha256": content_hash,
         "dagster_run_id": context.run.run_id,
     }
-    # The training stage reads the set named here: the latest one, with its identity.
+    # The training graph takes its set from this materialization's metadata; the pointer is for people,
+    # tools, and a chain started where the Dagster instance holds no materialization of this asset.
     lake.write_bytes(TRAINING_SET_POINTER, json.dumps(pointer, indent=1).encode())
     null_rates = {c: round(float(frame[c].isna().mean()), 4) for c in refs}
     return dg.MaterializeResult(
@@ -266,6 +275,7 @@ def training_set(
             "null_rates": dg.MetadataValue.json(null_rates),
             "max_null_rate": dg.MetadataValue.float(max(null_rates.values(), default=0.0)),
             "content_sha256": content_hash,
+            **identity.metadata(),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         }
     )
