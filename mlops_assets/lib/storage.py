@@ -2,11 +2,20 @@
 
 The landing zone and the lake are both `ObjectStore` resources. Keys are '/'-separated relative
 paths. Writes are atomic: a local write goes to a hidden temporary name and is renamed into place;
-an S3 PUT becomes visible only once complete.
+an S3 PUT becomes visible only once complete. `commit(staged_key, key)` moves a staged object to its
+final key in one step (a rename locally, a server-side copy on S3), so a reader of the final key sees
+the old object or the new one, never a mix.
+
+The store's root is a trust boundary: a key with a '..' (or '.', or empty) segment is refused, and a
+local symbolic link below the root (to a file or a directory, inside the root or outside it) is never
+followed: it is listed as a refused object that carries its target, and reading it raises
+`OutsideStore`. Refusing every link keeps the rule one line long: a link that points inside the root
+today can be re-pointed outside tomorrow.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import uuid
@@ -31,6 +40,33 @@ class StoredObject:
     key: str
     size: int
     version: str  # changes whenever the content is replaced (mtime+size locally, ETag on S3)
+    # Why the object lies outside the store's boundary (a symbolic link, a '..' key): never read it.
+    refused: str | None = None
+    link_target: str | None = None  # what a refused symbolic link points to, as written in the link
+
+
+class OutsideStore(PermissionError):
+    """A key that would resolve outside the store's root: a '..' segment or a symbolic link."""
+
+    def __init__(self, key: str, reason: str, link: Path | None = None) -> None:
+        self.key, self.reason, self.link = key, reason, link
+        super().__init__(f"{key}: {reason}")
+
+
+def key_problem(key: str) -> str | None:
+    """Why a key is not a plain relative key of the store (None when it is)."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        return "not a relative '/'-separated key"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "a '..', '.' or empty path segment would leave or alias the store's root; refused"
+    return None
+
+
+def checked_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem:
+        raise OutsideStore(key, problem)
+    return key
 
 
 class ObjectStore(dg.ConfigurableResource):
@@ -53,7 +89,17 @@ class ObjectStore(dg.ConfigurableResource):
         raise NotImplementedError
 
     def head(self, key: str) -> StoredObject:
-        """Size and version of an object; FileNotFoundError when there is none."""
+        """Size and version of an object; FileNotFoundError when there is none. A refused object (see
+        `StoredObject.refused`) is described, not followed."""
+        raise NotImplementedError
+
+    def commit(self, staged_key: str, key: str) -> None:
+        """Make the staged object visible under `key` in one step, replacing what was there, and remove
+        the staged one. Readers of `key` see the previous object or this one, never a partial one."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        """Remove an object; no error when there is none."""
         raise NotImplementedError
 
     # Parquet helpers shared by both implementations.
@@ -74,24 +120,43 @@ class LocalObjectStore(ObjectStore):
     root: str = Field(description="Directory that holds the objects; created on first write.")
 
     def _path(self, key: str) -> Path:
-        return Path(self.root) / key
+        """The key's path; OutsideStore for a '..' segment or a link anywhere below the root."""
+        path = Path(self.root)
+        for part in checked_key(key).split("/"):
+            path = path / part
+            if path.is_symlink():
+                raise OutsideStore(key, _link_reason(path), link=path)
+        return path
 
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         base = Path(self.root)
-        start = base / prefix if prefix else base
+        start = base
+        if prefix.strip("/"):
+            try:
+                start = self._path(prefix.strip("/"))
+            except OutsideStore as error:
+                if error.link is None:
+                    raise
+                return [_refused(error)]
         if not start.exists():
             return []
         found = []
-        for path in _walk_files(start):
-            stat = path.stat()
+        for path in _walk_entries(start):
             key = path.relative_to(base).as_posix()
+            if path.is_symlink():
+                found.append(_refused(OutsideStore(key, _link_reason(path), link=path)))
+                continue
+            stat = path.stat()
             found.append(
                 StoredObject(key=key, size=stat.st_size, version=f"{stat.st_mtime_ns}-{stat.st_size}")
             )
         return sorted(found, key=lambda o: o.key)
 
     def read_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        # O_NOFOLLOW: a link swapped in after the check in _path is still not followed.
+        descriptor = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            return handle.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
@@ -104,17 +169,73 @@ class LocalObjectStore(ObjectStore):
         os.replace(temporary, target)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except OutsideStore:
+            return False
 
     def head(self, key: str) -> StoredObject:
-        stat = self._path(key).stat()
+        try:
+            path = self._path(key)
+        except OutsideStore as error:
+            if error.link is None:
+                raise
+            return _refused(error)
+        stat = path.stat()
         return StoredObject(key=key, size=stat.st_size, version=f"{stat.st_mtime_ns}-{stat.st_size}")
 
+    def commit(self, staged_key: str, key: str) -> None:
+        staged, target = self._path(staged_key), self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)  # one rename: both lie under the root, on one file system
+        _prune_empty_parents(staged.parent, Path(self.root))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        _prune_empty_parents(path.parent, Path(self.root))
+
     def uri(self, key: str) -> str:
-        return str(self._path(key))
+        return str(Path(self.root) / key)
 
 
-def _walk_files(start: Path) -> Iterator[Path]:
-    for directory, _, files in os.walk(start):
+def _walk_entries(start: Path) -> Iterator[Path]:
+    """Every file and every symbolic link (to a file or a folder) below start; links are not followed."""
+    for directory, folders, files in os.walk(start):
         for name in files:
             yield Path(directory) / name
+        for name in folders:
+            if (Path(directory) / name).is_symlink():
+                yield Path(directory) / name
+
+
+def _link_reason(link: Path) -> str:
+    return (
+        f"a symbolic link to {os.readlink(link)!r}; links in the store are never followed, whether they "
+        "point inside it or outside"
+    )
+
+
+def _refused(error: OutsideStore) -> StoredObject:
+    """A refused link, described by the link itself (lstat, readlink), never by its target."""
+    assert error.link is not None
+    target = os.readlink(error.link)
+    stat = error.link.lstat()
+    digest = hashlib.sha256(target.encode()).hexdigest()[:12]
+    return StoredObject(
+        key=error.key,
+        size=0,
+        version=f"link-{stat.st_mtime_ns}-{digest}",
+        refused=error.reason,
+        link_target=target,
+    )
+
+
+def _prune_empty_parents(directory: Path, root: Path) -> None:
+    """Remove folders left empty (a run's staging folders) up to the root; one still in use stays."""
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent

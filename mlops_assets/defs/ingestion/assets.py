@@ -3,30 +3,50 @@
 Daily tables (`raw/flights`, `raw/weather`) take one file per partition, `<table>/<YYYY-MM-DD>.csv`;
 reference tables (`raw/airlines`, `raw/airports`, `raw/planes`) take `reference/<table>.csv`.
 A backfill of many days runs as one run (single-run backfill policy) and validates all its files in
-one vectorized pass, then runs the Great Expectations suite once on everything it stored.
+one vectorized pass, then runs the Great Expectations suite once on everything it would store.
+
+Stage, check, commit (see staging.py): accepted rows and quarantined rows are staged; only when the
+blocking checks pass and no partition would shrink past the guard are they committed, one atomic
+rename or copy per object. A refused delivery changes nothing that readers see: the previous Parquet,
+its materialization (still the latest) and its quarantined rows stay; the refused delivery's
+quarantined rows and reason go under quarantine/<table>/refused/<partition>/<version>/. A run commits
+all its partitions or none of them.
 """
 
+
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES, TableContract
 from mlops_assets.lib.calendar import daily_partitions
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.lib.storage import ObjectStore, StoredObject
 
 OWNER = "team:data-platform"
 GX_CHECK = "great_expectations_suite"
 QUARANTINE_CHECK = "quarantine_rate"
+PER_PARTITION_TABLE_LIMIT = 62
 
 
 class IngestConfig(dg.Config):
     max_quarantine_fraction: float = Field(
         default=0.02,
-        description="Above this share of quarantined rows the feed is considered broken and the "
-        "blocking check fails, so nothing downstream consumes the partition.",
+        description="Above this share of quarantined rows the feed is considered broken: the blocking "
+        "check fails and the delivery is refused (the partition keeps its previous data).",
+    )
+    max_shrink_fraction: float = Field(
+        default=0.5,
+        description="A re-delivery that would leave an accepted partition with fewer rows than it holds "
+        "by more than this fraction (or with none) is refused, unless allow_shrink is set.",
+    )
+    allow_shrink: bool = Field(
+        default=False,
+        description="Accept a re-delivery that shrinks a partition past max_shrink_fraction, or empties "
+        "it: for a correction made on purpose.",
     )
 
 
@@ -39,12 +59,35 @@ def lake_key(table: str, partition: str | None) -> str:
 
 
 @dataclass
-class IngestOutcome:
-    rows_in: int = 0
-    rows_accepted: int = 0
-    rows_quarantined: int = 0
-    per_partition: list[dict[str, object]] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
+class Delivery:
+    """One landed file of the run and what it yields: the rows to store and the rows to quarantine."""
+
+    partition: str | None
+    landed: StoredObject
+    source: str
+    accepted: object  # pandas.DataFrame, without _partition
+    quarantined: object  # pandas.DataFrame
+    trailing_blank_lines: int = 0
+    stored_rows: int | None = None  # rows the partition holds now; None: never accepted
+
+    @property
+    def label(self) -> str:
+        return self.partition or "reference"
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.accepted) + len(self.quarantined)
+
+
+@dataclass
+class Ingested:
+    deliveries: list[Delivery]
+    accepted: object  # every delivery's accepted rows, with _partition (what the GX suite validates)
+    quarantined: object
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.accepted) + len(self.quarantined)
 
 
 def ingest(
@@ -54,59 +97,69 @@ def ingest(
     lake: ObjectStore,
     log,
     reference_sets: dict[str, frozenset[str]] | None = None,
-):
-    """Read, validate and store the given partitions; returns (outcome, accepted frame)."""
-    from mlops_assets.defs.ingestion.parsing import UnreadableFile, read_landed_csv
-    from mlops_assets.defs.ingestion.quarantine import quarantine_file, write_quarantined_rows
+) -> Ingested:
+    """Read and validate the given partitions' landed files; nothing is written to raw/ here."""
     from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN, validate_rows
 
-    outcome = IngestOutcome()
-    batches = []
-    for partition in partitions:
-        key = landing_key(contract.name, partition)
-        try:
-            landed = landing_zone.head(key)
-        except FileNotFoundError:
-            raise dg.Failure(
-                description=f"no landed file {landing_zone.uri(key)} for partition {partition or '(none)'}; "
-                "replay or deliver it first (see `mlops replay --help`)",
-            ) from None
-        data = landing_zone.read_bytes(key)
-        try:
-            raw = read_landed_csv(data, landing_zone.uri(key), contract)
-        except UnreadableFile as error:
-            where = quarantine_file(lake, contract.name, partition or "reference", landed, data, error)
-            log.error(f"quarantined whole file: {error} (reason: {where})")
-            outcome.unreadable.append(str(error))
-            continue
-        day = dt.date.fromisoformat(partition) if partition else None
-        batches.append((raw, day))
-    if outcome.unreadable:
+    read = [_read(contract, p, landing_zone, lake, log) for p in partitions]
+    unreadable = [r for r in read if isinstance(r, str)]
+    if unreadable:
         raise dg.Failure(
-            description=f"{len(outcome.unreadable)} landed file(s) could not be read and were quarantined "
-            "whole; "
-            "nothing of this run was stored:\n" + "\n".join(outcome.unreadable),
-            metadata={"unreadable_files": outcome.unreadable},
+            description=f"{len(unreadable)} landed file(s) could not be read and were quarantined "
+            "whole; nothing of this run was stored:\n" + "\n".join(unreadable),
+            metadata={"unreadable_files": unreadable},
         )
+    batches = [
+        (raw, dt.date.fromisoformat(p) if p else None) for p, (_, raw) in zip(partitions, read, strict=True)
+    ]
     validated = validate_rows(batches, contract, reference_sets)
     accepted, quarantined = validated.accepted, validated.quarantined
     accepted_by_day = _split_by_partition(
         accepted.drop(columns=[PARTITION_COLUMN]), accepted[PARTITION_COLUMN]
     )
     rejected_by_day = _split_by_partition(quarantined, quarantined[PARTITION_COLUMN])
-    for partition in partitions:
-        stored = accepted_by_day.get(partition, accepted.iloc[0:0].drop(columns=[PARTITION_COLUMN]))
-        rejected = rejected_by_day.get(partition, quarantined.iloc[0:0])
-        lake.write_parquet(lake_key(contract.name, partition), stored)
-        write_quarantined_rows(lake, contract.name, partition or "reference", rejected)
-        outcome.per_partition.append(
-            {"partition": partition or "-", "accepted": len(stored), "quarantined": len(rejected)}
+    empty_accepted = accepted.iloc[0:0].drop(columns=[PARTITION_COLUMN])
+    deliveries = [
+        Delivery(
+            partition=partition,
+            landed=landed,
+            source=raw.source,
+            accepted=accepted_by_day.get(partition, empty_accepted),
+            quarantined=rejected_by_day.get(partition, quarantined.iloc[0:0]),
+            trailing_blank_lines=raw.trailing_blank_lines,
         )
-    outcome.rows_accepted, outcome.rows_quarantined = len(accepted), len(quarantined)
-    outcome.rows_in = validated.rows_in
+        for partition, (landed, raw) in zip(partitions, read, strict=True)
+    ]
     for reason in quarantined["_reason"].head(20):
         log.warning(f"quarantined row: {reason}")
-    return outcome, accepted, quarantined
+    return Ingested(deliveries=deliveries, accepted=accepted, quarantined=quarantined)
+
+
+def _read(contract: TableContract, partition: str | None, landing_zone: ObjectStore, lake: ObjectStore, log):
+    """(landed object, RawTable), or the message of a file refused whole (already quarantined)."""
+    from mlops_assets.defs.ingestion.parsing import UnreadableFile, read_landed_csv
+    from mlops_assets.defs.ingestion.quarantine import quarantine_file, quarantine_reference
+
+    key = landing_key(contract.name, partition)
+    try:
+        landed = landing_zone.head(key)
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=f"no landed file {landing_zone.uri(key)} for partition {partition or '(none)'}; "
+            "replay or deliver it first (see `mlops replay --help`)",
+        ) from None
+    if landed.refused:
+        where = quarantine_reference(lake, contract.name, partition or "reference", landed)
+        message = f"{landing_zone.uri(key)}: refused, not read: {landed.refused}"
+        log.error(f"{message} (reason: {where})")
+        return message
+    data = landing_zone.read_bytes(key)
+    try:
+        return landed, read_landed_csv(data, landing_zone.uri(key), contract)
+    except UnreadableFile as error:
+        where = quarantine_file(lake, contract.name, partition or "reference", landed, data, error)
+        log.error(f"quarantined whole file: {error} (reason: {where})")
+        return str(error)
 
 
 def _split_by_partition(frame, keys) -> dict:
@@ -116,23 +169,19 @@ def _split_by_partition(frame, keys) -> dict:
     return {key: rows.reset_index(drop=True) for key, rows in frame.groupby(keys.to_numpy(), sort=False)}
 
 
-def _checks_and_metadata(
+def _check_results(
     contract: TableContract,
-    outcome: IngestOutcome,
-    accepted,
-    quarantined,
+    ingested: Ingested,
     lake: ObjectStore,
     reference_sets: dict[str, frozenset[str]],
     max_fraction: float,
-) -> dg.MaterializeResult:
+) -> list[dg.AssetCheckResult]:
     from mlops_assets.defs.ingestion.gx_suite import run_suite
-    from mlops_assets.defs.ingestion.metadata import describe_frame
 
-    suite = run_suite(accepted, contract, reference_sets)
-    fraction = outcome.rows_quarantined / outcome.rows_in if outcome.rows_in else 0.0
-    first = outcome.per_partition[0]["partition"]
-    quarantine_prefix = lake.uri(f"quarantine/{contract.name}/rows/")
-    checks = [
+    suite = run_suite(ingested.accepted, contract, reference_sets)
+    rows_in, quarantined = ingested.rows_in, len(ingested.quarantined)
+    fraction = quarantined / rows_in if rows_in else 0.0
+    return [
         dg.AssetCheckResult(
             check_name=GX_CHECK,
             passed=suite.success,
@@ -149,38 +198,200 @@ def _checks_and_metadata(
             check_name=QUARANTINE_CHECK,
             passed=fraction <= max_fraction,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{outcome.rows_quarantined} of {outcome.rows_in} rows quarantined "
-            f"({fraction:.2%}; limit {max_fraction:.2%})",
+            description=f"{quarantined} of {rows_in} rows quarantined ({fraction:.2%}; "
+            f"limit {max_fraction:.2%})",
             metadata={
                 "quarantined_fraction": fraction,
                 "limit": max_fraction,
-                "quarantine": quarantine_prefix,
+                "quarantine": lake.uri(f"quarantine/{contract.name}/rows/"),
             },
         ),
     ]
-    metadata = {
-        "rows_in": outcome.rows_in,
-        "rows_accepted": outcome.rows_accepted,
-        "rows_quarantined": outcome.rows_quarantined,
-        "dagster/row_count": outcome.rows_accepted,
-        "partitions": len(outcome.per_partition),
-        "stored_at": lake.uri(lake_key(contract.name, None if first == "-" else str(first))),
-        "quarantine": quarantine_prefix,
-        **describe_frame(accepted.drop(columns=["_partition"]), contract),
-    }
-    if quarantined is not None and len(quarantined):
-        metadata["quarantined_preview"] = dg.MetadataValue.md(
-            quarantined[["_source_file", "_source_line", "_reason"]].head(10).to_markdown(index=False)
+
+
+def stored_row_count(lake: ObjectStore, key: str) -> int | None:
+    """Rows of the committed Parquet file at key (from its footer), None when there is none."""
+    import pyarrow.parquet as pq
+
+    if not lake.exists(key):
+        return None
+    return pq.ParquetFile(io.BytesIO(lake.read_bytes(key))).metadata.num_rows
+
+
+def shrink_refusals(deliveries: list[Delivery], config: IngestConfig) -> list[str]:
+    """Why each delivery that would shrink its accepted partition too far is refused."""
+    if config.allow_shrink:
+        return []
+    refused = []
+    for delivery in deliveries:
+        before, after = delivery.stored_rows, len(delivery.accepted)
+        if not before or after >= before:
+            continue  # a first delivery, an empty partition, or no shrink
+        shrink = (before - after) / before
+        if after == 0 or shrink > config.max_shrink_fraction:
+            refused.append(
+                f"{delivery.label}: the re-delivery would shrink the partition from {before} to {after} "
+                f"accepted rows ({shrink:.0%}; limit {config.max_shrink_fraction:.0%}"
+                f"{', and never to zero' if after == 0 else ''})"
+            )
+    return refused
+
+
+def _stage(ingested: Ingested, contract: TableContract, staging) -> None:
+    from mlops_assets.defs.ingestion.quarantine import rows_key
+
+    for delivery in ingested.deliveries:
+        staging.write_parquet(lake_key(contract.name, delivery.partition), delivery.accepted)
+        # Staged even when empty, so a corrected re-delivery replaces the rows quarantined before.
+        staging.write_parquet(rows_key(contract.name, delivery.label), delivery.quarantined)
+
+
+def _refuse(
+    contract: TableContract,
+    ingested: Ingested,
+    staging,
+    lake: ObjectStore,
+    checks: list[dg.AssetCheckResult],
+    reasons: list[str],
+) -> dg.Failure:
+    """Keep the refused delivery's quarantine under refused/, drop the rest of the staging."""
+    from mlops_assets.defs.ingestion.quarantine import refused_folder, rows_key, write_refusal
+
+    kept = {}
+    for delivery in ingested.deliveries:
+        folder = refused_folder(contract.name, delivery.label, delivery.landed.version)
+        staging.commit(rows_key(contract.name, delivery.label), to=f"{folder}/rows.parquet")
+        kept[delivery.label] = write_refusal(
+            lake,
+            folder,
+            {
+                "table": contract.name,
+                "partition": delivery.label,
+                "landed_file": delivery.source,
+                "landed_version": delivery.landed.version,
+                "reasons": reasons,
+                "rows_in": delivery.rows_in,
+                "rows_accepted": len(delivery.accepted),
+                "rows_quarantined": len(delivery.quarantined),
+                "rows_stored_before": delivery.stored_rows,
+                "checks": [
+                    {"check": c.check_name, "passed": c.passed, "description": c.description} for c in checks
+                ],
+            },
         )
-    if len(outcome.per_partition) <= 62:
-        metadata["per_partition"] = dg.MetadataValue.md(_per_partition_table(outcome.per_partition))
-    return dg.MaterializeResult(metadata=metadata, check_results=checks)
+    staging.discard()
+    labels = [d.label for d in ingested.deliveries]
+    span = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]} ({len(labels)} partitions)"
+    return dg.Failure(
+        description=f"refused the delivery of {contract.name} {span}: " + "; ".join(reasons) + ". "
+        "Nothing was replaced: the previous data of every partition of this run stays as it was, with "
+        "its metadata and its quarantined rows. The refused delivery's quarantined rows and reason are "
+        f"kept under {lake.uri(f'quarantine/{contract.name}/refused/')}. To accept a deliberate "
+        "shrink, rerun with the run config allow_shrink: true (docs/ingestion.md).",
+        metadata={
+            "reasons": dg.MetadataValue.json(reasons),
+            "refused_quarantine": dg.MetadataValue.json(kept),
+            "rows_in": ingested.rows_in,
+            "rows_quarantined": len(ingested.quarantined),
+        },
+    )
+
+
+def _partition_metadata(contract: TableContract, delivery: Delivery, lake: ObjectStore) -> dict[str, object]:
+    from mlops_assets.defs.ingestion.quarantine import rows_key
+
+    metadata: dict[str, object] = {
+        "rows_in": delivery.rows_in,
+        "rows_accepted": len(delivery.accepted),
+        "rows_quarantined": len(delivery.quarantined),
+        "dagster/row_count": len(delivery.accepted),
+        "stored_at": lake.uri(lake_key(contract.name, delivery.partition)),
+        "quarantine": lake.uri(rows_key(contract.name, delivery.label)),
+        "landed_file": delivery.source,
+        "landed_version": delivery.landed.version,
+    }
+    if delivery.stored_rows is not None:
+        metadata["rows_stored_before"] = delivery.stored_rows
+    if delivery.trailing_blank_lines:
+        metadata["trailing_blank_lines"] = delivery.trailing_blank_lines
+    if len(delivery.quarantined):
+        metadata["quarantined_preview"] = dg.MetadataValue.md(
+            delivery.quarantined[["_source_file", "_source_line", "_reason"]]
+            .head(10)
+            .to_markdown(index=False)
+        )
+    return metadata
+
+
+def _run_metadata(contract: TableContract, ingested: Ingested) -> dict[str, object]:
+    from mlops_assets.defs.ingestion.metadata import describe_frame
+    from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN
+
+    rows = [
+        {"partition": d.label, "accepted": len(d.accepted), "quarantined": len(d.quarantined)}
+        for d in ingested.deliveries
+    ]
+    metadata = {
+        "partitions": len(rows),
+        "run_rows_in": ingested.rows_in,
+        "run_rows_quarantined": len(ingested.quarantined),
+        **describe_frame(ingested.accepted.drop(columns=[PARTITION_COLUMN]), contract),
+    }
+    if len(rows) <= PER_PARTITION_TABLE_LIMIT:
+        metadata["per_partition"] = dg.MetadataValue.md(_per_partition_table(rows))
+    return metadata
 
 
 def _per_partition_table(rows: list[dict[str, object]]) -> str:
     lines = ["| partition | accepted | quarantined |", "| --- | ---: | ---: |"]
     lines += [f"| {r['partition']} | {r['accepted']} | {r['quarantined']} |" for r in rows]
     return "\n".join(lines)
+
+
+def deliver(
+    context: dg.AssetExecutionContext,
+    contract: TableContract,
+    partitions: list[str | None],
+    config: IngestConfig,
+    landing_zone: ObjectStore,
+    lake: ObjectStore,
+    references: dict[str, frozenset[str]],
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """Read, validate, stage, check; then commit and materialize, or refuse and keep the old data."""
+    from mlops_assets.defs.ingestion.staging import Staging, remove_abandoned_staging
+
+    run_id = context.run.run_id
+    removed = remove_abandoned_staging(lake, context.instance, run_id)
+    if removed:
+        context.log.info(f"removed {removed} staged object(s) left by runs that are no longer running")
+    ingested = ingest(contract, partitions, landing_zone, lake, context.log, references)
+    for delivery in ingested.deliveries:
+        delivery.stored_rows = stored_row_count(lake, lake_key(contract.name, delivery.partition))
+    staging = Staging(lake, run_id)
+    try:
+        _stage(ingested, contract, staging)
+        checks = _check_results(contract, ingested, lake, references, config.max_quarantine_fraction)
+    except Exception:
+        staging.discard()
+        raise
+    reasons = [f"blocking check {c.check_name} failed: {c.description}" for c in checks if not c.passed]
+    reasons += shrink_refusals(ingested.deliveries, config)
+    if reasons:
+        failure = _refuse(contract, ingested, staging, lake, checks, reasons)
+        yield from checks  # recorded on the asset, as evaluated on the refused delivery
+        raise failure
+    # The data first: a process killed between two renames leaves a partition with its new rows and
+    # the old quarantine record, never the reverse (the stored data is what readers act on).
+    staging.commit_all(order=lambda key: (not key.startswith("raw/"), key))
+    partitioned = partitions[0] is not None
+    metadata = _run_metadata(contract, ingested)
+    for delivery in ingested.deliveries:
+        figures = _partition_metadata(contract, delivery, lake)
+        if partitioned:
+            context.add_asset_metadata(figures, partition_key=delivery.partition)
+        else:
+            metadata.update(figures)
+    yield dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def _check_specs(key: dg.AssetKey, contract: TableContract) -> list[dg.AssetCheckSpec]:
@@ -190,7 +401,7 @@ def _check_specs(key: dg.AssetKey, contract: TableContract) -> list[dg.AssetChec
             asset=key,
             blocking=True,
             description=f"The Great Expectations suite of the {contract.name} contract (schema, dtypes, "
-            "required keys, ranges, known sets, uniqueness, partition day) on the stored rows.",
+            "required keys, ranges, known sets, uniqueness, partition day) on the rows to be stored.",
         ),
         dg.AssetCheckSpec(
             QUARANTINE_CHECK,
@@ -221,7 +432,8 @@ def build_daily_asset(contract: TableContract) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         description=f"{contract.description} Validated against the {contract.name} contract; rows that "
-        "fail a rule are quarantined with their reason, unreadable files are quarantined whole.",
+        "fail a rule are quarantined with their reason, unreadable files are quarantined whole. A "
+        "delivery replaces a partition only once its blocking checks pass.",
         group_name="ingestion",
         owners=[OWNER],
         kinds={"pandas", "great_expectations", "parquet"},
@@ -233,18 +445,13 @@ def build_daily_asset(contract: TableContract) -> dg.AssetsDefinition:
     )
     def _daily(
         context: dg.AssetExecutionContext, config: IngestConfig, landing_zone: ObjectStore, lake: ObjectStore
-    ) -> dg.MaterializeResult:
+    ):
         partitions: list[str | None] = list(context.partition_keys)
         references = _reference_sets(contract, lake)
         context.log.info(
             f"ingesting {len(partitions)} partition(s) of {contract.name}: {partitions[0]}..{partitions[-1]}"
         )
-        outcome, accepted, quarantined = ingest(
-            contract, partitions, landing_zone, lake, context.log, references
-        )
-        return _checks_and_metadata(
-            contract, outcome, accepted, quarantined, lake, references, config.max_quarantine_fraction
-        )
+        yield from deliver(context, contract, partitions, config, landing_zone, lake, references)
 
     return _daily
 
@@ -254,7 +461,8 @@ def build_reference_asset(contract: TableContract) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        description=f"{contract.description} Reference table, replaced whole on each delivery.",
+        description=f"{contract.description} Reference table, replaced whole on each delivery that "
+        "passes its blocking checks.",
         group_name="ingestion",
         owners=[OWNER],
         kinds={"pandas", "great_expectations", "parquet"},
@@ -263,11 +471,8 @@ def build_reference_asset(contract: TableContract) -> dg.AssetsDefinition:
     )
     def _reference(
         context: dg.AssetExecutionContext, config: IngestConfig, landing_zone: ObjectStore, lake: ObjectStore
-    ) -> dg.MaterializeResult:
-        outcome, accepted, quarantined = ingest(contract, [None], landing_zone, lake, context.log)
-        return _checks_and_metadata(
-            contract, outcome, accepted, quarantined, lake, {}, config.max_quarantine_fraction
-        )
+    ):
+        yield from deliver(context, contract, [None], config, landing_zone, lake, {})
 
     return _reference
 

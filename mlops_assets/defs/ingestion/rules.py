@@ -22,7 +22,8 @@ from mlops_assets.defs.ingestion.contracts import (
 from mlops_assets.defs.ingestion.parsing import RawTable
 
 PARTITION_COLUMN = "_partition"
-QUARANTINE_COLUMNS = ("_source_file", "_source_line", PARTITION_COLUMN, "_reason")
+# _raw_line: the landed text of a line that is not a well-formed row (its cells are then all null).
+QUARANTINE_COLUMNS = ("_source_file", "_source_line", PARTITION_COLUMN, "_reason", "_raw_line")
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,41 @@ def validate_rows(
     quarantined["_source_line"] = lines[failed]
     quarantined[PARTITION_COLUMN] = partitions[failed].to_numpy()
     quarantined["_reason"] = ["; ".join(reasons.by_row[i]) for i in np.flatnonzero(failed)]
+    quarantined["_raw_line"] = None
     frame[PARTITION_COLUMN] = partitions
     accepted = frame.loc[~failed].reset_index(drop=True)
+    quarantined = _with_rejected_lines(quarantined, batches, contract)
     quarantined = quarantined.reset_index(drop=True).astype(
-        {c: "string" for c in (*contract.column_names, "_source_file", PARTITION_COLUMN, "_reason")}
+        {c: "string" for c in (*contract.column_names, *QUARANTINE_COLUMNS) if c != "_source_line"}
     )
     return ValidatedTable(accepted=accepted, quarantined=quarantined)
+
+
+def _with_rejected_lines(
+    quarantined: pd.DataFrame, batches: list[tuple[RawTable, dt.date | None]], contract: TableContract
+) -> pd.DataFrame:
+    """Add the lines the parser set aside (wrong field count, ...), in file and line order."""
+    rejected = [
+        {
+            "_source_file": raw.source,
+            "_source_line": row.line,
+            PARTITION_COLUMN: None if day is None else day.isoformat(),
+            "_reason": row.reason,
+            "_raw_line": row.text,
+        }
+        for raw, day in batches
+        for row in raw.rejected
+    ]
+    if not rejected:
+        return quarantined
+    files = {raw.source: position for position, (raw, _) in enumerate(batches)}
+    extra = pd.DataFrame(rejected).reindex(columns=quarantined.columns)
+    merged = pd.concat([quarantined.astype(object), extra.astype(object)], ignore_index=True)
+    order = merged["_source_file"].map(files).astype("int64") * (1 << 32) + merged["_source_line"].astype(
+        "int64"
+    )
+    merged = merged.iloc[np.argsort(order.to_numpy(), kind="stable")]
+    return merged.astype({"_source_line": "int64"})
 
 
 _ZONED = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"

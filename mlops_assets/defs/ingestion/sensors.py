@@ -11,6 +11,11 @@
 - The cursor (JSON, stored by Dagster in the instance, so it survives a daemon restart) remembers the
   version last requested for each key, so a tick only emits what changed since the last one.
 - Hidden and temporary names (".x.csv.tmp-…", "*.part", "_COPYING_") are still being written: skipped.
+- The landing zone is a trust boundary. The listing never follows a symbolic link (to a file or a
+  folder, inside the zone or out) and flags keys with '..' segments (S3): such an entry is logged as
+  refused, with its target. One that carries a landing file's name still gets its run, whose asset
+  refuses to read it, records it in the quarantine by reference (reason.json with the link target,
+  no bytes) and fails, so the refusal is seen where a delivery's outcome is looked for.
 """
 
 import datetime as dt
@@ -148,7 +153,7 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: ObjectStore):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        requests, skipped = [], []
+        requests, skipped, refused = [], [], []
         # Reference files first, so carriers exist before the flights that are validated against them.
         landed = sorted(
             landing_zone.list_objects(), key=lambda o: (not o.key.startswith("reference/"), o.key)
@@ -156,16 +161,24 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
         for item in landed:
             if is_temporary(item.key) or seen.get(item.key) == item.version:
                 continue
+            if item.refused:
+                refused.append(f"{item.key}: {item.refused}")
             request = run_request_for(item, partition_keys)
             if request is None:
-                skipped.append(item.key)
+                if not item.refused:
+                    skipped.append(item.key)
                 continue
             requests.append(request)
             seen[item.key] = item.version
         if skipped:
             context.log.warning(f"not ingested (unknown table, name or day): {skipped[:20]}")
+        for reason in refused[:20]:
+            context.log.warning(f"refused, never read (outside the landing zone's boundary): {reason}")
         if not requests:
-            return dg.SkipReason(f"no new files among {len(landed)} in the landing zone")
+            return dg.SkipReason(
+                f"no new files among {len(landed)} in the landing zone"
+                + (f"; refused: {'; '.join(refused[:5])}" if refused else ""),
+            )
         requests = same_partition_together(batch_backlog(requests, {item.key: item for item in landed}))
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
