@@ -53,15 +53,20 @@ def training_resources(home: Path, tracking_uri: str | None = None) -> dict:
     }
 
 
-def run_training(resources: dict, selection=None, ops: dict | None = None) -> dg.ExecuteInProcessResult:
+def run_training(
+    resources: dict, selection=None, ops: dict | None = None, assets=(), **options
+) -> dg.ExecuteInProcessResult:
+    """The training graph in-process; `assets` adds assets of a test, `options` go to dg.materialize
+    (an instance shared by several runs, raise_on_error)."""
     from mlops_assets.defs.training.assets import build_training_assets
 
     config = {"models__tuned_hyperparameters": {"config": TUNING}, **(ops or {})}
     return dg.materialize(
-        build_training_assets(),
+        [*build_training_assets(), *assets],
         selection=selection or TRAINING_KEYS,
         resources=resources,
         run_config={"ops": {k: v for k, v in config.items() if selection is None or k in _ops(selection)}},
+        **options,
     )
 
 
@@ -214,6 +219,32 @@ def test_model_run_carries_lineage_and_per_epoch_metrics(trained):
     assert run.data.metrics["holdout_roc_auc"] > 0.6  # logged by the evaluation
     artifacts = {a.path for a in client.list_artifacts(record["run_id"], "evaluation")}
     assert "evaluation/calibration.png" in artifacts and "evaluation/holdout_by_carrier.csv" in artifacts
+
+
+def test_one_run_records_one_training_set_in_every_materialization(trained):
+    """The run's first step fixes its set (here from latest.json: this run's instance holds no
+    materialization of features/training_set); every later step records that it found it pinned."""
+    home, resources, result = trained
+    pointer = json.loads((home / "lake" / "features" / "training_set" / "latest.json").read_text())
+    assert pointer["key"].endswith(f"_{pointer['content_sha256'][:16]}.parquet")  # content-addressed
+    expected = {
+        "training_set/key": pointer["key"],
+        "training_set/sha256": pointer["content_sha256"],
+        "training_set/window": "..".join(TRAINING_WINDOW),
+    }
+    sources = {}
+    for key in TRAINING_KEYS:
+        recorded = metadata(result, key)
+        assert {name: recorded[name] for name in expected} == expected, key
+        sources[key.path[-1]] = recorded["training_set/source"]
+    # The first step of the run (tuning or the baselines: neither waits for the other) resolved it.
+    first = [name for name, source in sources.items() if source.startswith("features/training_set/latest")]
+    assert len(first) == 1 and first[0] in ("tuned_hyperparameters", "baselines"), sources
+    sources.pop(first[0])
+    assert set(sources.values()) == {f"pinned by models/{first[0]} earlier in this run"}
+    version = resources["mlflow"].client().get_model_version("flight_delay", "1")
+    assert version.tags["training_set.key"] == pointer["key"]
+    assert version.tags["training_set.sha256"] == pointer["content_sha256"]
 
 
 def test_evaluation_compares_models_on_the_same_holdout(trained):

@@ -8,6 +8,8 @@ models/registered_model       MLflow registry: `challenger` always, `champion` o
 
 Each asset writes a small JSON record to the lake (`models/<name>.json`) that the next one reads, so the
 chain works the same against a local folder or S3. Tuning and training run in the Dagster pool `gpu`.
+A run works on one training set: each asset records its identity (`training_set/*` metadata) and refuses
+upstreams that recorded another one (lineage.py).
 """
 
 import json
@@ -18,6 +20,13 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.training.data import TrainingData, load_training_data, model_input_frame
+from mlops_assets.defs.training.lineage import (
+    Resolved,
+    pinned_in_run,
+    require_same,
+    run_training_set,
+    upstream_training_set,
+)
 from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
 from mlops_assets.lib.storage import ObjectStore
 
@@ -31,6 +40,7 @@ MODEL = dg.AssetKey(["models", "flight_delay_model"])
 EVALUATION = dg.AssetKey(["models", "model_evaluation"])
 REGISTERED = dg.AssetKey(["models", "registered_model"])
 RECORDS = {key: f"models/{key.path[-1]}.json" for key in (TUNED, BASELINES, MODEL, EVALUATION, REGISTERED)}
+CHAIN = [TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]  # the assets that carry the run's training set
 # Types of our own pipelines that skops must be told to trust (we wrote the files ourselves).
 SKOPS_TRUSTED = [
     "mlops_assets.ml.baselines._spell",
@@ -50,6 +60,14 @@ def read_record(lake: ObjectStore, key: dg.AssetKey) -> dict[str, Any]:
     if not lake.exists(RECORDS[key]):
         raise dg.Failure(f"{lake.uri(RECORDS[key])} does not exist: materialize {key.to_user_string()} first")
     return json.loads(lake.read_bytes(RECORDS[key]))
+
+
+def consumed(
+    context: dg.AssetExecutionContext, lake: ObjectStore, key: dg.AssetKey
+) -> tuple[dict[str, Any], Resolved]:
+    """The lake record of upstream `key` and the training set its materialization recorded."""
+    record = read_record(lake, key)
+    return record, upstream_training_set(context, key, record, lake.uri(RECORDS[key]))
 
 
 def dagster_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
@@ -112,7 +130,8 @@ def tuned_hyperparameters(
 
     from mlops_assets.defs.training.tuning import run_tuning
 
-    data = load_training_data(lake, training.holdout_days, training.valid_days)
+    resolved = run_training_set(context, lake, CHAIN)
+    data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     prep, arrays = prepared_arrays(data)
     experiment_id = mlflow.activate()
     tags = {**dagster_tags(context), **data.lineage_tags()}
@@ -173,7 +192,7 @@ def tuned_hyperparameters(
             "wall_s": dg.MetadataValue.float(round(outcome.wall_seconds, 2)),
             "ideal_s (trial time / parallelism)": dg.MetadataValue.float(round(outcome.ideal_seconds, 2)),
             "tune_overhead": dg.MetadataValue.float(round(outcome.overhead, 4)),
-            "training_set_sha256": data.info["content_sha256"],
+            **resolved.metadata(),
             "mlflow_run": mlflow.run_url(experiment_id, parent.info.run_id),
         }
     )
@@ -204,7 +223,8 @@ def baselines(
     from mlops_assets.ml.data import LABEL
     from mlops_assets.ml.metrics import classification_metrics
 
-    data = load_training_data(lake, training.holdout_days, training.valid_days)
+    resolved = run_training_set(context, lake, CHAIN)
+    data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     experiment_id = mlflow.activate()
     train = model_input_frame(data.split.train, data.categorical, data.numeric).assign(
         **{LABEL: data.split.train[LABEL].to_numpy()}
@@ -244,7 +264,7 @@ def baselines(
                 f"{k}/mlflow_run": mlflow.run_url(experiment_id, v["run_id"])
                 for k, v in record["models"].items()
             },
-            "training_set_sha256": data.info["content_sha256"],
+            **resolved.metadata(),
         }
     )
 
@@ -307,10 +327,10 @@ def flight_delay_model(
     from mlops_assets.ml.fit import HyperParameters, Tensors, fit, predict_tensors
     from mlops_assets.ml.metrics import f1_threshold
 
-    data = load_training_data(lake, training.holdout_days, training.valid_days)
-    tuned = read_record(lake, TUNED)
-    if tuned["training_set"]["content_sha256"] != data.info["content_sha256"]:
-        context.log.warning("the hyperparameters were tuned on another training set; using them anyway")
+    resolved = run_training_set(context, lake, CHAIN)
+    tuned, tuned_on = consumed(context, lake, TUNED)
+    require_same(MODEL, resolved, {TUNED: tuned_on})
+    data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     hp = HyperParameters.from_dict(tuned["hyperparameters"])
     hp = dataclasses.replace(
         hp,
@@ -390,7 +410,7 @@ def flight_delay_model(
             "train_samples_per_second": dg.MetadataValue.float(float(round(result.samples_per_second))),
             "hyperparameters": dg.MetadataValue.json(hp.to_dict()),
             "split": dg.MetadataValue.json(data.split.describe()),
-            "training_set_sha256": data.info["content_sha256"],
+            **resolved.metadata(),
             "negative_control": config.shuffle_labels,
         }
     )
@@ -424,13 +444,15 @@ def _calibration_plot(curves: dict[str, Any], path) -> None:
     plt.close(figure)
 
 
-def score_models(lake: ObjectStore, mlflow: MlflowResource, frame) -> dict[str, tuple[Any, dict]]:
-    """Probabilities on `frame` from the new model, the champion (if any) and the baselines."""
+def score_models(
+    mlflow: MlflowResource, frame, model: dict[str, Any], baselines: dict[str, Any]
+) -> dict[str, tuple[Any, dict]]:
+    """Probabilities on `frame` from the new model, the champion (if any) and the baselines (their
+    lake records)."""
     import mlflow as mlflow_api
 
     from mlops_assets.defs.training.registry import CHAMPION, alias_version
 
-    model = read_record(lake, MODEL)
     scores = {
         "candidate": (mlflow_api.pyfunc.load_model(model["model_uri"]).predict(frame).to_numpy(), model)
     }
@@ -441,7 +463,7 @@ def score_models(lake: ObjectStore, mlflow: MlflowResource, frame) -> dict[str, 
             mlflow_api.pyfunc.load_model(uri).predict(frame).to_numpy(),
             {"version": champion},
         )
-    for kind, entry in read_record(lake, BASELINES)["models"].items():
+    for kind, entry in baselines["models"].items():
         pipeline = mlflow_api.sklearn.load_model(entry["model_uri"])
         scores[kind] = (pipeline.predict_proba(frame)[:, 1], entry)
     return scores
@@ -490,11 +512,17 @@ def model_evaluation(
     from mlops_assets.ml.data import LABEL
     from mlops_assets.ml.metrics import calibration_table, classification_metrics, metrics_by_group
 
-    data = load_training_data(lake, training.holdout_days, training.valid_days)
+    resolved = run_training_set(context, lake, CHAIN)
+    model_record, model_on = consumed(context, lake, MODEL)
+    baselines_record, baselines_on = consumed(context, lake, BASELINES)
+    # The holdout is the last days of the run's set: scoring a model from another set on it could score
+    # it on days it learned from.
+    require_same(EVALUATION, resolved, {MODEL: model_on, BASELINES: baselines_on})
+    data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     holdout = data.split.holdout
     inputs = model_input_frame(holdout, data.categorical, data.numeric)
     labels = holdout[LABEL].astype(int).to_numpy()
-    scores = score_models(lake, mlflow, inputs)
+    scores = score_models(mlflow, inputs, model_record, baselines_record)
     metrics = {name: classification_metrics(labels, p) for name, (p, _) in scores.items()}
     comparison = pd.DataFrame([{"model": name, **m} for name, m in metrics.items()])
     by_carrier = pd.concat(
@@ -559,6 +587,7 @@ def model_evaluation(
             "candidate/ece": dg.MetadataValue.float(round(candidate["ece"], 4)),
             "champion_version": str(record["champion_version"]),
             "mlflow_run": mlflow.run_url(model.get("experiment_id", ""), model["run_id"]),
+            **resolved.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -613,7 +642,12 @@ def registered_model(
 
     from mlops_assets.defs.training import registry
 
-    evaluation = read_record(lake, EVALUATION)
+    evaluation, evaluated_on = consumed(context, lake, EVALUATION)
+    model, model_on = consumed(context, lake, MODEL)
+    # Registration reads no training data: the set is the run's when an earlier step pinned it, else the
+    # evaluation's, and the model must have learned from that one.
+    resolved = pinned_in_run(context, CHAIN) or evaluated_on
+    require_same(REGISTERED, resolved, {EVALUATION: evaluated_on, MODEL: model_on})
     if not evaluation["plausible"]:
         raise dg.Failure("the evaluation was not plausible; nothing is registered")
     metrics = evaluation["metrics"]
@@ -624,16 +658,16 @@ def registered_model(
     mlflow.activate()
     client = mlflow.client()
     candidate = metrics["candidate"]
-    model = read_record(lake, MODEL)
     if model["run_id"] != evaluation["candidate"]["run_id"]:
         raise dg.Failure("models/flight_delay_model changed since the evaluation; evaluate it first")
     tags = {
         **dagster_tags(context),
         # Serving's decision rule travels with the version: late when probability >= this.
         registry.THRESHOLD_TAG: f"{model['decision_threshold']:.6f}",
-        "training_set.sha256": evaluation["training_set"]["content_sha256"],
-        "training_window": "..".join(evaluation["training_set"]["window"]),
-        "feature_service": evaluation["training_set"]["feature_service"],
+        "training_set.key": resolved.identity.key,
+        "training_set.sha256": resolved.identity.sha256,
+        "training_window": "..".join(resolved.identity.window),
+        "feature_service": resolved.identity.feature_service,
         "holdout": evaluation["holdout"],
         **{f"holdout_{k}": f"{v:.6f}" for k, v in candidate.items()},
     }
@@ -692,6 +726,7 @@ def registered_model(
         "champion_before": champion_before,
         "champion": champion,
         "metrics": metrics,
+        "training_set": resolved.identity.record(),
     }
     write_record(lake, REGISTERED, record)
     return dg.MaterializeResult(
@@ -705,6 +740,7 @@ def registered_model(
             "candidate/roc_auc": dg.MetadataValue.float(round(candidate["roc_auc"], 4)),
             "alias_history": dg.MetadataValue.json(registry.history(client, mlflow.model_name)[-5:]),
             "load_with": f'mlflow.pyfunc.load_model("models:/{mlflow.model_name}@champion")',
+            **resolved.metadata(),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -174,7 +174,7 @@ def champion_info(client, name: str, alias: str = CHAMPION) -> ChampionInfo | No
         model_uri=f"models:/{name}/{version.version}",
         run_id=version.run_id,
         decision_threshold=decision_threshold(version.tags)[0],
-        training_set_key=run.data.tags.get("training_set.key"),
+        training_set_key=version.tags.get("training_set.key") or run.data.tags.get("training_set.key"),
         training_window=version.tags.get("training_window") or run.data.tags.get("training_window"),
         holdout_roc_auc=number(version.tags.get("holdout_roc_auc")),
     )
