@@ -13,7 +13,6 @@ quarantined rows and reason go under quarantine/<table>/refused/<partition>/<ver
 all its partitions or none of them.
 """
 
-
 import datetime as dt
 import io
 from collections.abc import Iterable, Iterator
@@ -30,6 +29,10 @@ OWNER = "team:data-platform"
 GX_CHECK = "great_expectations_suite"
 QUARANTINE_CHECK = "quarantine_rate"
 PER_PARTITION_TABLE_LIMIT = 62
+SHRINK_HINT = (
+    " If the shrink is meant (a correction upstream), rerun with allow_shrink: true in the asset's run "
+    "config (docs/ingestion.md)."
+)
 
 
 class IngestConfig(dg.Config):
@@ -286,8 +289,8 @@ def _refuse(
         description=f"refused the delivery of {contract.name} {span}: " + "; ".join(reasons) + ". "
         "Nothing was replaced: the previous data of every partition of this run stays as it was, with "
         "its metadata and its quarantined rows. The refused delivery's quarantined rows and reason are "
-        f"kept under {lake.uri(f'quarantine/{contract.name}/refused/')}. To accept a deliberate "
-        "shrink, rerun with the run config allow_shrink: true (docs/ingestion.md).",
+        f"kept under {lake.uri(f'quarantine/{contract.name}/refused/')}."
+        + (SHRINK_HINT if any("would shrink" in r for r in reasons) else ""),
         metadata={
             "reasons": dg.MetadataValue.json(reasons),
             "refused_quarantine": dg.MetadataValue.json(kept),
