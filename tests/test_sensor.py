@@ -239,3 +239,37 @@ def test_the_demo_marks_landed_files_ingested_and_leaves_the_sensor_running(repl
         (state,) = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
         assert state.status.value == "RUNNING"
         assert json.loads(state.instigator_data.cursor) == json.loads(cursor_of(landing))
+
+
+def test_links_in_the_landing_zone_are_listed_as_refused_and_never_followed(sensor, replayed, tmp_path):
+    """A link to a file outside, a link inside the zone and a linked folder: the listing describes each
+    link by itself (target, no size), never what it points to; a link with a landing file's name gets
+    its run (whose asset refuses it, see test_ingestion_deliveries), a linked folder is not entered."""
+    import os
+
+    landing, _ = replayed
+    root, outside = Path(landing.root), tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.csv").write_bytes(landing.read_bytes("flights/2013-01-02.csv"))
+    (outside / "folder" / "2013-01-06.csv").write_bytes(landing.read_bytes("flights/2013-01-02.csv"))
+    os.symlink(outside / "secret.csv", root / "flights" / "2013-01-04.csv")
+    os.symlink(root / "weather" / "2013-01-01.csv", root / "weather" / "2013-01-05.csv")
+    os.symlink(outside / "folder", root / "mirror", target_is_directory=True)
+
+    listed = {o.key: o for o in landing.list_objects()}
+    links = {k: (o.refused is not None, o.link_target, o.size) for k, o in listed.items() if o.refused}
+    assert links == {
+        "flights/2013-01-04.csv": (True, str(outside / "secret.csv"), 0),
+        "weather/2013-01-05.csv": (True, str(root / "weather" / "2013-01-01.csv"), 0),
+        "mirror": (True, str(outside / "folder"), 0),
+    }
+    assert not any(k.startswith("mirror/") for k in listed)  # the linked folder is not entered
+    assert landing.list_objects("mirror")[0].refused  # not through a prefix either
+    result, _ = tick(sensor, landing)
+    by_day = {r.partition_key: r for r in result.run_requests if r.partition_key}
+    assert (
+        by_day["2013-01-04"].run_key == f"flights/2013-01-04.csv@{listed['flights/2013-01-04.csv'].version}"
+    )
+    assert listed["flights/2013-01-04.csv"].version.startswith("link-")
+    assert by_day["2013-01-05"].asset_selection == [dg.AssetKey(["raw", "weather"])]
+    assert "2013-01-06" not in by_day
