@@ -299,15 +299,18 @@ def test_asset_writes_one_file_per_table_per_day_with_metadata(materialized):
         pq.read_schema(features / "delay_stats" / "2013-01-01.parquet").field("flights_7d").type == pa.int32()
     )
 
-    event = result.get_asset_materialization_events()[0].materialization
-    assert event.asset_key == dg.AssetKey(["features", "flight_features"])
-    metadata = {k: v.value for k, v in event.metadata.items()}
-    assert metadata["rows/flight_schedule"] == metadata["dagster/row_count"] == 842 + 943 + 914
+    events = [e.materialization for e in result.get_asset_materialization_events()]
+    assert {e.asset_key for e in events} == {dg.AssetKey(["features", "flight_features"])}
+    by_day = {e.partition: {k: v.value for k, v in e.metadata.items()} for e in events}
+    assert sorted(by_day) == days  # one event per day of the ranged run, each with its own counts
     stats = read_table(home, "delay_stats")
-    assert metadata["rows/delay_stats"] == len(stats)
+    for day, flights in zip(days, (842, 943, 914), strict=True):
+        metadata = by_day[day]
+        assert metadata["rows/flight_schedule"] == metadata["dagster/row_count"] == flights
+        assert metadata["rows/delay_stats"] == (stats[ff.DAY_COLUMN] == day).sum()
+        assert metadata["window"].startswith("2013-01-01..2013-01-03")  # range-wide
+        assert "null_rate/delay_stats/late_rate_1d" in metadata and "|" in metadata["preview"]
     assert stats.groupby([ff.DAY_COLUMN, "entity_type", "entity_id"]).size().eq(24).all()
-    assert metadata["window"].startswith("2013-01-01..2013-01-03")
-    assert "null_rate/delay_stats/late_rate_1d" in metadata and "|" in metadata["preview"]
     # On 2013-01-01 nothing has landed before local midnight (the data starts that day).
     first = stats[stats["event_timestamp"] == pd.Timestamp("2013-01-01 05:00", tz="UTC")]
     assert (first["flights_28d"] == 0).all()
@@ -357,12 +360,16 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
     with dg.build_resources({"spark": defs.resources["spark"]}) as built:  # EnvVar read at run time
         assert built.spark.remote == "sc://spark-connect:15002" and built.spark.is_remote
     assert isinstance(defs.resources["spark"], SparkResource)
-    node = defs.resolve_asset_graph().get(dg.AssetKey(["features", "flight_features"]))
+    graph = defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey(["features", "flight_features"]))
     assert node.group_name == "features" and node.owners == ["team:ml-platform"]
     assert set(node.kinds) == {"spark", "parquet"} and node.description
     assert node.partitions_def == daily_partitions()
     assert node.backfill_policy == dg.BackfillPolicy.single_run()
     assert node.parent_keys == {dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"])}
+    # The lookback is a dependency (tests/test_lookback.py: what automation does with it).
+    mapping = graph.get_partition_mapping(node.key, dg.AssetKey(["fct_flights"]))
+    assert mapping == dg.TimeWindowPartitionMapping(-ff.LOOKBACK_DAYS, 0, True)  # clipped at Jan 1
     assert node.automation_condition.get_label() == "on new data, upstream checks passed"
 
 

@@ -19,6 +19,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_assets.lib.calendar import days_between
 from mlops_assets.lib.storage import LocalObjectStore
 from tests.conftest import TRAINING_WINDOW
 
@@ -28,6 +29,9 @@ NEW_DAYS = ("2013-01-22", "2013-01-23", "2013-01-24")
 DRIFTED_DAY = "2013-01-24"
 # Seeded in the instance as materialized already: what the fixture built before the test's instance existed.
 HISTORY = ["features/feature_views", "features/training_set", "models/registered_model"]
+# The days of TRAINING_WINDOW the fixture put in the warehouse: the new days' features read them (the
+# lookback is a dependency), so the instance must know they are there.
+WAREHOUSE_HISTORY = ["fct_flights", "stg_weather"]
 REFERENCE = ["raw/airlines", "raw/airports", "raw/planes", "stg_airlines", "stg_airports", "stg_planes"]
 SMALL_TRAINING = {
     "models__tuned_hyperparameters": {"config": {"num_samples": 2, "max_epochs": 2, "grace_period": 1}},
@@ -76,6 +80,12 @@ def loop(training_set_home, tmp_path_factory):
                 instance.report_runless_asset_event(
                     dg.AssetMaterialization(dg.AssetKey.from_user_string(key))
                 )
+            first, last = (dt.date.fromisoformat(d) for d in TRAINING_WINDOW)
+            for key in WAREHOUSE_HISTORY:
+                for day in days_between(first, last):
+                    instance.report_runless_asset_event(
+                        dg.AssetMaterialization(dg.AssetKey(key), partition=day.isoformat())
+                    )
             # The reference tables really run here: their blocking checks must have passed.
             run(defs, instance, [dg.AssetKey.from_user_string(k) for k in REFERENCE])
             yield home, defs, instance

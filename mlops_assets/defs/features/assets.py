@@ -27,6 +27,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.defs.features.flight_features import LOOKBACK_DAYS
 from mlops_assets.defs.features.spark import SparkResource
 from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
 from mlops_assets.lib.automation import on_new_data
@@ -37,7 +38,9 @@ from mlops_assets.lib.storage import LocalObjectStore, ObjectStore
 ASSET_KEY = dg.AssetKey(["features", "flight_features"])
 GROUP = "features"
 OWNER = "team:ml-platform"
-UPSTREAM = (dg.AssetKey(["fct_flights"]), dg.AssetKey(["stg_weather"]))
+FCT_FLIGHTS = dg.AssetKey(["fct_flights"])
+STG_WEATHER = dg.AssetKey(["stg_weather"])
+UPSTREAM = (FCT_FLIGHTS, STG_WEATHER)
 FEATURES_PREFIX = "features"
 # Features whose null rate a person wants to see on each materialization.
 KEY_FEATURES = {
@@ -61,6 +64,23 @@ FLIGHT_COLUMNS = (
 )
 WEATHER_KEY_COLUMNS = ("origin", "weather_date", "observed_hour_utc", "available_at_utc")
 WEATHER_LOOKBACK_DAYS = 1  # the 3-hour windows of the first hours of the window
+
+
+def lookback(days: int) -> dg.TimeWindowPartitionMapping:
+    """Day D reads upstream days D-`days`..D, so it depends on all of them: automation holds D until
+    the whole window is in the warehouse (missing or in progress) and reruns D when any of them
+    changes. The first days of the calendar depend on the days that exist (the window is clipped)."""
+    return dg.TimeWindowPartitionMapping(start_offset=-days, allow_nonexistent_upstream_partitions=True)
+
+
+def upstream_deps() -> list[dg.AssetDep]:
+    """fct_flights over the delay history's lookback, stg_weather over the day before (the 3-hour
+    windows of the first hours)."""
+    return [
+        dg.AssetDep(FCT_FLIGHTS, partition_mapping=lookback(LOOKBACK_DAYS)),
+        dg.AssetDep(STG_WEATHER, partition_mapping=lookback(WEATHER_LOOKBACK_DAYS)),
+    ]
+
 
 DESCRIPTION = """Feature tables for the Feast repository, computed with PySpark from `fct_flights` and
 `stg_weather`: one Parquet file per table per local day under `<lake>/features/<table>/<day>.parquet`.
@@ -201,39 +221,40 @@ def publish_days(
     return keys
 
 
-def describe_outputs(lake: ObjectStore, written: dict[str, list[str]]) -> dict[str, Any]:
-    """Row counts per table, null rates of key features and a preview, read from the written files."""
+def describe_outputs(lake: ObjectStore, written: dict[str, list[str]]) -> tuple[dict[str, Any], dict]:
+    """(range-wide, day -> that day's) metadata, read from the written files: each day its own row
+    counts and null rates of key features (the UI charts them over the partitions); a preview of the
+    first day's rows for the run."""
     import io
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    metadata: dict[str, Any] = {}
-    null_lines = ["| table | feature | null rate |", "| --- | --- | ---: |"]
+    by_day: dict[str, dict[str, Any]] = {}
     previews = []
     for table, keys in written.items():
         columns = KEY_FEATURES.get(table, ())
-        parts = [pq.read_table(io.BytesIO(lake.read_bytes(k))) for k in keys]
-        frame = pa.concat_tables(parts) if parts else None
-        rows = frame.num_rows if frame is not None else 0
-        metadata[f"rows/{table}"] = dg.MetadataValue.int(rows)
-        for column in columns:
-            rate = frame[column].null_count / rows if rows else 0.0
-            null_lines.append(f"| {table} | {column} | {rate:.4f} |")
-            metadata[f"null_rate/{table}/{column}"] = dg.MetadataValue.float(round(rate, 6))
-        if table in KEY_FEATURES and rows:
-            previews.append(
-                f"**{table}** ({keys[0]})\n\n" + frame.slice(0, 5).to_pandas().to_markdown(index=False)
-            )
-    metadata["null_rates"] = dg.MetadataValue.md("\n".join(null_lines))
-    metadata["preview"] = dg.MetadataValue.md("\n\n".join(previews))
-    return metadata
+        for key in keys:
+            frame = pq.read_table(io.BytesIO(lake.read_bytes(key)))
+            day = by_day.setdefault(key.rsplit("/", 1)[-1].removesuffix(".parquet"), {"null_lines": []})
+            day[f"rows/{table}"] = dg.MetadataValue.int(frame.num_rows)
+            for column in columns:
+                rate = frame[column].null_count / frame.num_rows if frame.num_rows else 0.0
+                day["null_lines"].append(f"| {table} | {column} | {rate:.4f} |")
+                day[f"null_rate/{table}/{column}"] = dg.MetadataValue.float(round(rate, 6))
+            if columns and frame.num_rows and key == keys[0]:
+                preview = frame.slice(0, 5).to_pandas().to_markdown(index=False)
+                previews.append(f"**{table}** ({key})\n\n{preview}")
+    header = ["| table | feature | null rate |", "| --- | --- | ---: |"]
+    for metadata in by_day.values():
+        metadata["null_rates"] = dg.MetadataValue.md("\n".join(header + metadata.pop("null_lines")))
+        metadata["dagster/row_count"] = metadata.get("rows/flight_schedule", dg.MetadataValue.int(0))
+    return {"preview": dg.MetadataValue.md("\n\n".join(previews))}, by_day
 
 
 def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=ASSET_KEY,
-        deps=list(UPSTREAM),
+        deps=upstream_deps(),
         group_name=GROUP,
         owners=[OWNER],
         kinds={"spark", "parquet"},
@@ -267,11 +288,13 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         elapsed = time.perf_counter() - started
         context.log.info(f"wrote {sum(map(len, written.values()))} files in {elapsed:.1f}s")
         low, high = input_window(first, last)
-        metadata = describe_outputs(lake, written)
+        metadata, by_day = describe_outputs(lake, written)
+        for day, day_metadata in by_day.items():
+            context.add_asset_metadata(day_metadata, partition_key=day)
         hours = snapshot_hours(first, last)
+        # Range-wide: what the run read and wrote; each day's counts are its own (describe_outputs).
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": metadata["rows/flight_schedule"],
                 **metadata,
                 "window": f"{first}..{last} ({len(days)} local days)",
                 "input_flight_dates": f"{low}..{high}",
