@@ -6,9 +6,10 @@
     GET  /docs, /openapi.json
 
 Status codes: 422 for anything wrong with the request (FastAPI's body, `detail: [{type, loc, msg, input}]`,
-also for unknown carriers or airports and for flights the online store has no schedule for), 413 in the
-same shape for a body over `max_body_bytes` (declared by Content-Length or counted as it streams in),
-503 while no champion exists or the online store cannot be read.
+also for a body that is not JSON (not UTF-8, NaN, nested too deeply), unknown carriers or airports and
+flights the online store has no schedule for), 413 in the same shape for a body over `max_body_bytes`
+(declared by Content-Length or counted as it streams in), 415 for a body not sent as application/json,
+404/405 in the same shape, 503 (`detail: "..."`) while no champion exists or the online store cannot be read.
 
 One flight is scored on the event loop: its work (one Redis round trip, a forward pass; about 1.5 ms) costs
 less than handing it to a thread would, and a process scores one request at a time either way (the GIL).
@@ -32,8 +33,16 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_assets.serving.champion import DEFAULT_THRESHOLD, Champion, ChampionHolder
+from mlops_assets.serving.errors import (
+    StrictJSONRoute,
+    client_error,
+    error_responses,
+    http_error,
+    validation_error,
+)
 from mlops_assets.serving.features import FeatureReader, unscheduled
 from mlops_assets.serving.flights import (
     FlightRequest,
@@ -309,8 +318,7 @@ class BodyLimit:
         message = (
             f"the request body {size}; the limit is {self.max_bytes} bytes (send fewer flights per request)"
         )
-        detail = [{"type": "body_too_large", "loc": ["body"], "msg": message, "input": None}]
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        await client_error(413, "body_too_large", ["body"], message)(scope, receive, send)
 
 
 def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> FastAPI:
@@ -332,19 +340,22 @@ def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> Fast
         version="1",
         description=__doc__,
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: validation_error, StarletteHTTPException: http_error},
     )
+    app.router.route_class = StrictJSONRoute  # before the routes: each reads its body through it
     app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    client_errors = error_responses(413, 415, 503)
 
     # The response models document the answers; the endpoints return JSONResponse themselves, built from
     # plain values, so FastAPI does not validate each answer against them a second time.
-    @app.post("/predict", response_model=Prediction, responses={413: {}, 503: {}})
+    @app.post("/predict", response_model=Prediction, responses=client_errors)
     async def predict(flight: FlightRequest) -> JSONResponse:
         """Probability that one flight arrives more than 15 minutes late, and the decision."""
         _, predictions = service.score([flight], batch=False)
         return JSONResponse(predictions[0])
 
-    @app.post("/predict/batch", response_model=BatchPrediction, responses={413: {}, 503: {}})
+    @app.post("/predict/batch", response_model=BatchPrediction, responses=client_errors)
     def predict_batch(request: batch_model) -> JSONResponse:  # type: ignore[valid-type]
         """The same for up to `max_batch` flights, all scored by the same model version."""
         champion, predictions = service.score(request.flights, batch=True)

@@ -15,6 +15,7 @@ Two layers of checks, both answered as FastAPI's 422 body (`detail: [{type, loc,
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from pydantic_core import PydanticCustomError
 from mlops_assets.lib.calendar import FIRST_DAY, LAST_DAY
 
 LOCAL_TZ = ZoneInfo("America/New_York")
+WALL_MARGIN = dt.timedelta(days=2)  # how far a departure's own wall-clock day can be from its New York day
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 ORIGINS = ("EWR", "JFK", "LGA")
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt" / "dbt_project.yml"
 EXAMPLE = {
@@ -70,16 +73,19 @@ class FlightRequest(BaseModel):
     @field_validator("scheduled_departure", mode="before")
     @classmethod
     def _a_time_of_day(cls, value: Any) -> Any:
-        # pydantic alone would take a bare date (midnight) or a number (Unix seconds): neither names a
-        # departure, and both would silently look up a flight that does not exist.
-        if isinstance(value, str) and len(value.strip()) <= 10:
-            raise PydanticCustomError(
-                "datetime_without_time", "a departure needs a date and a time, e.g. 2013-03-15T05:15"
-            )
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise PydanticCustomError(
-                "datetime_type", "give the departure as an ISO 8601 string, e.g. 2013-03-15T05:15"
-            )
+        # pydantic alone would take a bare date (midnight) or a number, even one in a string (Unix
+        # seconds: "1358683200.0" is 2013-01-20 12:00Z): none names a departure, and each would silently
+        # look up a flight that does not exist, or the wrong one.
+        if isinstance(value, str):
+            text = value.strip()
+            if len(text) <= 10:
+                raise PydanticCustomError(
+                    "datetime_without_time", "a departure needs a date and a time, e.g. 2013-03-15T05:15"
+                )
+            if text[4:5] != "-" and _NUMBER.fullmatch(text):  # "YYYY-" is never a number
+                raise _not_a_number_error()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            raise _not_a_number_error()
         return value
 
     @field_validator("scheduled_departure")
@@ -90,13 +96,14 @@ class FlightRequest(BaseModel):
             raise PydanticCustomError(
                 "datetime_not_whole_minute", "scheduled departures are whole minutes (no seconds)"
             )
+        # Checked on the wall clock as given before any conversion, which would overflow at the ends of
+        # Python's range (0001-01-01T01:00Z, 9999-12-31T23:59-05:00); an offset (under 24 h) and New York's
+        # own move the day by less than WALL_MARGIN.
+        if not FIRST_DAY - WALL_MARGIN <= value.date() <= LAST_DAY + WALL_MARGIN:
+            raise _outside_error(value.isoformat(timespec="minutes"))
         local = _as_new_york(value)
         if not FIRST_DAY <= local.date() <= LAST_DAY:
-            raise PydanticCustomError(
-                "date_outside_data",
-                "{local} New York time is outside the data: departures from {first} to {last}",
-                {"local": local.strftime("%Y-%m-%d %H:%M"), "first": str(FIRST_DAY), "last": str(LAST_DAY)},
-            )
+            raise _outside_error(f"{local:%Y-%m-%d %H:%M} New York time")
         return local.astimezone(dt.UTC)
 
     # ---- keys of the feature store -------------------------------------------------------------------
@@ -121,18 +128,54 @@ class FlightRequest(BaseModel):
 
 
 def _as_new_york(value: dt.datetime) -> dt.datetime:
-    """An aware New York time. A naive wall clock that New York skipped (the spring-forward hour) is
-    refused rather than moved; a repeated one (fall back) is the first occurrence (fold=0)."""
+    """An aware New York time. A naive wall clock that New York skipped (spring forward) or lived twice
+    (fall back) names no single instant: refused, asking for an offset, rather than guessed.
+
+    PEP 495: the two folds of such a wall clock have different offsets; in a gap fold 0 takes the offset
+    before the transition (EST, the smaller), in a repeated hour the earlier one (EDT, the larger)."""
     if value.tzinfo is not None:
         return value.astimezone(LOCAL_TZ)
     local = value.replace(tzinfo=LOCAL_TZ)
-    if local.astimezone(dt.UTC).astimezone(LOCAL_TZ).replace(tzinfo=None) != value:
+    first, second = local.utcoffset(), local.replace(fold=1).utcoffset()
+    if first == second:
+        return local
+    wall = f"{value:%Y-%m-%dT%H:%M}"
+    if first > second:
         raise PydanticCustomError(
-            "datetime_nonexistent",
-            "{wall} does not exist in New York (clocks jumped forward an hour)",
-            {"wall": value.strftime("%Y-%m-%d %H:%M")},
+            "datetime_ambiguous",
+            "{wall} happened twice in New York (clocks went back an hour): give the offset, "
+            "{wall}{first} (EDT, the first) or {wall}{second} (EST, the second)",
+            {"wall": wall, "first": _offset(first), "second": _offset(second)},
         )
-    return local
+    instants = [
+        (offset, value.replace(tzinfo=dt.timezone(offset)).astimezone(LOCAL_TZ)) for offset in (first, second)
+    ]
+    readings = [f"{wall}{_offset(offset)} is {local:%H:%M %Z}" for offset, local in instants]
+    raise PydanticCustomError(
+        "datetime_nonexistent",
+        "{wall} does not exist in New York (clocks jumped forward an hour): give the offset ({readings})",
+        {"wall": wall, "readings": ", ".join(readings)},
+    )
+
+
+def _offset(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _outside_error(when: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "date_outside_data",
+        "{when} is outside the data: departures from {first} to {last} (New York days)",
+        {"when": when, "first": str(FIRST_DAY), "last": str(LAST_DAY)},
+    )
+
+
+def _not_a_number_error() -> PydanticCustomError:
+    return PydanticCustomError(
+        "datetime_type", "give the departure as an ISO 8601 string, e.g. 2013-03-15T05:15 (not a number)"
+    )
 
 
 def batch_request_model(max_flights: int) -> type[BaseModel]:
