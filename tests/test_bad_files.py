@@ -250,7 +250,7 @@ def test_unreadable_file_is_quarantined_whole_and_the_partition_fails(ready, cas
     assert failure.error.cls_name == "Failure"
     assert failure.user_failure_data.description == (
         "1 landed file(s) could not be read and were quarantined whole; nothing of this run was "
-        f"stored:\n{message}"
+        f"stored, every partition keeps its previous data:\n{message}"
     )
     assert failure.user_failure_data.metadata["unreadable_files"].data == [message]
     assert result.asset_materializations_for_node(f"raw__{table}") == []

@@ -109,7 +109,8 @@ def ingest(
     if unreadable:
         raise dg.Failure(
             description=f"{len(unreadable)} landed file(s) could not be read and were quarantined "
-            "whole; nothing of this run was stored:\n" + "\n".join(unreadable),
+            "whole; nothing of this run was stored, every partition keeps its previous data:\n"
+            + "\n".join(unreadable),
             metadata={"unreadable_files": unreadable},
         )
     batches = [
