@@ -17,6 +17,7 @@ import datetime as dt
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
@@ -24,6 +25,9 @@ from pydantic import Field
 from mlops_assets.defs.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES, TableContract
 from mlops_assets.lib.calendar import daily_partitions
 from mlops_assets.lib.storage import ObjectStore, StoredObject
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OWNER = "team:data-platform"
 GX_CHECK = "great_expectations_suite"
@@ -68,8 +72,8 @@ class Delivery:
     partition: str | None
     landed: StoredObject
     source: str
-    accepted: object  # pandas.DataFrame, without _partition
-    quarantined: object  # pandas.DataFrame
+    accepted: "pd.DataFrame"  # without _partition
+    quarantined: "pd.DataFrame"
     trailing_blank_lines: int = 0
     stored_rows: int | None = None  # rows the partition holds now; None: never accepted
 
@@ -85,8 +89,8 @@ class Delivery:
 @dataclass
 class Ingested:
     deliveries: list[Delivery]
-    accepted: object  # every delivery's accepted rows, with _partition (what the GX suite validates)
-    quarantined: object
+    accepted: "pd.DataFrame"  # every delivery's accepted rows, with _partition (what GX validates)
+    quarantined: "pd.DataFrame"
 
     @property
     def rows_in(self) -> int:
