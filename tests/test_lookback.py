@@ -156,9 +156,7 @@ def test_the_features_asset_depends_on_its_lookback_window(tmp_path):
     from mlops_assets.lib.settings import load_settings
 
     (features,) = build_feature_assets(load_settings({"MLOPS_HOME": str(tmp_path)}))
-    assert set(features.keys_by_input_name.values()) | {
-        d.asset_key for d in features.specs_by_key[features.key].deps
-    } >= {FCT_FLIGHTS, STG_WEATHER}
+    assert {dep.asset_key for dep in features.specs_by_key[features.key].deps} == {FCT_FLIGHTS, STG_WEATHER}
     flights = features.get_partition_mapping(FCT_FLIGHTS)
     weather = features.get_partition_mapping(STG_WEATHER)
     assert flights == lookback(LOOKBACK_DAYS) == dg.TimeWindowPartitionMapping(-29, 0, True)

@@ -87,14 +87,16 @@ def feature_views(context: dg.AssetExecutionContext, feast: FeastResource) -> dg
     )
 
 
-def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
-    """Entities written per view: distinct join keys with event_timestamp in [start, end] (local files)."""
+def _view_rows(feast: FeastResource, start: dt.datetime, end: dt.datetime):
+    """view -> its rows (join key, event_timestamp) with event_timestamp in [start, end], sorted by
+    time, read from the local feature files ({} for a remote source: no counts rather than a download)."""
+    import pandas as pd
     import pyarrow.dataset as ds
 
     root = feast.feature_source_root()
     if "://" in root:
         return {}
-    counts = {}
+    rows = {}
     first, last = start.date() - dt.timedelta(days=2), end.date() + dt.timedelta(days=2)
     for view in feast.repo_objects().feature_views:
         folder = Path(root) / view.name
@@ -105,13 +107,34 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
         ]
         key = view.join_keys[0]
         if not files:
-            counts[view.name] = 0
+            rows[view.name] = pd.DataFrame({"key": [], "ts": pd.to_datetime([], utc=True)})
             continue
         table = ds.dataset(files, format="parquet").to_table(
             columns=[key, "event_timestamp"],
             filter=(ds.field("event_timestamp") >= start) & (ds.field("event_timestamp") <= end),
         )
-        counts[view.name] = len(set(table.column(key).to_pylist()))
+        stamps = pd.to_datetime(table.column("event_timestamp").to_pandas(), utc=True)
+        frame = pd.DataFrame({"key": table.column(key).to_pandas(), "ts": stamps})
+        rows[view.name] = frame.sort_values("ts", ignore_index=True)
+    return rows
+
+
+def _entities_by_day(feast: FeastResource, days: list[str]) -> dict[str, dict[str, int]]:
+    """day -> view -> distinct entities with a row in the day's own materialization window (its UTC
+    span and the day before), as a run of that day alone would count them: the files are read once
+    for the whole range."""
+    windows = {}
+    for day in days:
+        span_start, span_end = local_days_utc_span(day, day)
+        windows[day] = (span_start - MATERIALIZE_LOOKBACK, span_end - dt.timedelta(microseconds=1))
+    start, end = min(w[0] for w in windows.values()), max(w[1] for w in windows.values())
+    rows = _view_rows(feast, start, end)
+    counts: dict[str, dict[str, int]] = {day: {} for day in days}
+    for view, frame in rows.items():
+        stamps = frame["ts"]
+        for day, (low, high) in windows.items():
+            begin, stop = stamps.searchsorted(low), stamps.searchsorted(high, side="right")
+            counts[day][view] = int(frame["key"].iloc[begin:stop].nunique())
     return counts
 
 
@@ -125,8 +148,9 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
     kinds={"feast", "sqlite", "redis"},
     description=(
         "Feast materialization of the partition window (the UTC span of its New York days, plus the day "
-        "before for schedule rows stamped 24 h ahead) into the online store: SQLite locally, Redis in "
-        "production. The latest row per entity and view is written."
+        "before for schedule rows stamped 24 h ahead, and on to the newest day already online) into the "
+        "online store: SQLite locally, Redis in production. The latest row per entity and view is "
+        "written; each day's materialization counts the entities of its own window."
     ),
     # A re-applied registry must not re-materialize every past day.
     automation_condition=on_new_data(ignore_updates_of=[FEATURE_VIEWS]),
@@ -135,20 +159,32 @@ def _rows_in_window(feast: FeastResource, start: dt.datetime, end: dt.datetime) 
 )
 def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     first, last = context.partition_key_range.start, context.partition_key_range.end
-    span_start, span_end = local_days_utc_span(first, last)
+    # Up to the newest day already online: Feast's SQLite store overwrites whatever it holds, so a run
+    # of earlier days (a late day's recompute) would otherwise put older rows over newer ones.
+    newest = max(context.instance.get_materialized_partitions(context.asset_key), default=last)
+    span_start, span_end = local_days_utc_span(first, max(last, newest))
     start = span_start - MATERIALIZE_LOOKBACK
     # Feast's window is inclusive at both ends; stop just before the next partition's first instant.
     end = span_end - dt.timedelta(microseconds=1)
-    counts = _rows_in_window(feast, start, end)
+    by_day = _entities_by_day(feast, context.partition_keys)
     result = feast.materialize(start, end)
     context.log.info(f"materialized {first}..{last} ({start}..{end}) in {result['seconds']:.2f} s")
+    for day, counts in by_day.items():
+        # Each day its own counts: the entities of its window (Feast writes the range's latest rows).
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(sum(counts.values())),
+                "entities_written": dg.MetadataValue.int(sum(counts.values())),
+                "entities_by_view": dg.MetadataValue.json(counts),
+            },
+            partition_key=day,
+        )
     return dg.MaterializeResult(
         metadata={
             "window_start_utc": start.isoformat(),
             "window_end_utc": end.isoformat(),
             "partitions": f"{first}..{last}",
-            "entities_written": dg.MetadataValue.int(sum(counts.values())),
-            "entities_by_view": dg.MetadataValue.json(counts),
+            "online_through": max(last, newest),
             "duration_s": dg.MetadataValue.float(round(result["seconds"], 3)),
             "online_store": feast.rendered_config()["online_store"]["type"],
         }

@@ -179,30 +179,17 @@ def drift_report(
     training: TrainingPlan,
     lake: ObjectStore,
 ) -> dg.MaterializeResult:
-    import pandas as pd
-
     champion = require_champion(mlflow)
     reference = reference_frame(lake, mlflow, champion, config.reference_rows)
     scratch = training.scratch("evidently", context.run.run_id)
     records = [drift_of_day(lake, reference, day, scratch, config) for day in partition_days(context)]
-    last = records[-1]
+    for record in records:
+        context.add_asset_metadata(drift_metadata(record), partition_key=record["day"])
     metadata: dict[str, Any] = {
-        "drift_share": dg.MetadataValue.float(round(last["drift_share"], 4)),
-        "drifted_features": dg.MetadataValue.int(len(last["drifted"])),
-        "prediction_drift": dg.MetadataValue.float(round(last["prediction_drift"], 4)),
-        "prediction_drifted": last["prediction_drifted"],
-        "mean_probability": dg.MetadataValue.float(round(last["mean_probability"], 4)),
         "reference": f"champion v{champion.version}: {champion.training_set_key} ({len(reference)} rows)",
-        "report": link(last["report_html"]),
-        "seconds": dg.MetadataValue.float(last["seconds"]),
     }
-    if len(records) == 1:
-        # One float per feature: the UI plots each over the partitions.
-        metadata.update(
-            {f"drift/{c}": dg.MetadataValue.float(round(v, 4)) for c, v in last["scores"].items()}
-        )
-    else:
-        table = pd.DataFrame(
+    if len(records) > 1:
+        metadata["by_day"] = by_day_table(
             [
                 {
                     "day": r["day"],
@@ -211,10 +198,33 @@ def drift_report(
                     "drifted": ", ".join(r["drifted"][:6]),
                 }
                 for r in records
-            ]
+            ],
+            ".3f",
         )
-        metadata["by_day"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f"))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def drift_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """One day's figures, for that day's materialization: the UI charts each over the partitions."""
+    return {
+        "drift_share": dg.MetadataValue.float(round(record["drift_share"], 4)),
+        "drifted_features": dg.MetadataValue.int(len(record["drifted"])),
+        "prediction_drift": dg.MetadataValue.float(round(record["prediction_drift"], 4)),
+        "prediction_drifted": record["prediction_drifted"],
+        "mean_probability": dg.MetadataValue.float(round(record["mean_probability"], 4)),
+        "current_rows": dg.MetadataValue.int(record["current_rows"]),
+        "model_version": record["model_version"] or "",
+        "report": link(record["report_html"]),
+        "seconds": dg.MetadataValue.float(record["seconds"]),
+        **{f"drift/{c}": dg.MetadataValue.float(round(v, 4)) for c, v in record["scores"].items()},
+    }
+
+
+def by_day_table(rows: list[dict[str, Any]], floatfmt: str) -> dg.MetadataValue:
+    """The run's days side by side (range-wide: the same table on every partition of the run)."""
+    import pandas as pd
+
+    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False, floatfmt=floatfmt))
 
 
 # ---- performance ------------------------------------------------------------------------------------------
@@ -274,33 +284,44 @@ def performance_of_day(lake, labels, day, scratch) -> dict[str, Any]:
 def model_performance(
     context: dg.AssetExecutionContext, training: TrainingPlan, warehouse: Warehouse, lake: ObjectStore
 ) -> dg.MaterializeResult:
-    import pandas as pd
-
     scratch = training.scratch("evidently", context.run.run_id)
     records = [
         performance_of_day(lake, read_labels(warehouse, d), d, scratch) for d in partition_days(context)
     ]
-    last = records[-1]
-    metadata: dict[str, Any] = {
-        f"{name}": dg.MetadataValue.float(round(value, 4))
-        for name, value in last["metrics"].items()
-        if name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "positive_rate", "mean_prediction")
-    }
-    metadata.update(
-        {
-            "model_version": last["model_version"],
-            "labelled_flights": dg.MetadataValue.int(last["labelled_rows"]),
-            "precision_at_threshold": dg.MetadataValue.float(round(last["evidently"].get("Precision", 0), 4)),
-            "recall_at_threshold": dg.MetadataValue.float(round(last["evidently"].get("Recall", 0), 4)),
-            "report": link(last["report_html"]),
-        }
-    )
+    for record in records:
+        context.add_asset_metadata(performance_metadata(record), partition_key=record["day"])
+    metadata: dict[str, Any] = {}
     if len(records) > 1:
-        table = pd.DataFrame(
-            [{"day": r["day"], "version": r["model_version"], **r["metrics"]} for r in records]
-        )[["day", "version", "roc_auc", "pr_auc", "log_loss", "ece", "rows"]]
-        metadata["by_day"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f"))
+        columns = ["roc_auc", "pr_auc", "log_loss", "ece", "rows"]
+        metadata["by_day"] = by_day_table(
+            [
+                {"day": r["day"], "version": r["model_version"], **{c: r["metrics"].get(c) for c in columns}}
+                for r in records
+            ],
+            ".4f",
+        )
     return dg.MaterializeResult(metadata=metadata)
+
+
+PERFORMANCE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "positive_rate", "mean_prediction")
+
+
+def performance_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """One day's figures, for that day's materialization."""
+    metadata: dict[str, Any] = {
+        name: dg.MetadataValue.float(round(value, 4))
+        for name, value in record["metrics"].items()
+        if name in PERFORMANCE_METRICS
+    }
+    evidently = record["evidently"]
+    return {
+        **metadata,
+        "model_version": record["model_version"],
+        "labelled_flights": dg.MetadataValue.int(record["labelled_rows"]),
+        "precision_at_threshold": dg.MetadataValue.float(round(evidently.get("Precision", 0), 4)),
+        "recall_at_threshold": dg.MetadataValue.float(round(evidently.get("Recall", 0), 4)),
+        "report": link(record["report_html"]),
+    }
 
 
 def build_monitoring_assets() -> list[dg.AssetsDefinition]:
