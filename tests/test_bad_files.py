@@ -589,7 +589,7 @@ def test_quarantine_rate_over_the_limit_fails_the_blocking_check(ready, limit, p
         rows = lake.read_parquet(f"{folder}/rows.parquet")
         reason = json.loads(lake.read_bytes(f"{folder}/reason.json"))
         assert (reason["rows_in"], reason["rows_accepted"], reason["rows_quarantined"]) == (943, 911, 32)
-        assert not lake.list_objects("staging")
+        assert not lake.list_objects("_staging")
     assert len(rows) == 32 and 911 + len(rows) == landed_rows(bad) == 943
     assert rows["_source_line"].tolist() == lines
     assert set(rows["_reason"]) == {"column carrier: 'ZZ' is not one of the known carriers"}

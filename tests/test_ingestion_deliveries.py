@@ -33,6 +33,7 @@ import pytest
 
 from mlops_assets.defs.ingestion.assets import lake_key, landing_key
 from mlops_assets.defs.ingestion.quarantine import refused_folder, rows_key, safe_version
+from mlops_assets.defs.ingestion.staging import STAGING_PREFIX
 from mlops_assets.lib.storage import LocalObjectStore
 from tests import s3_server
 from tests.conftest import FIRST_DAYS, materialize_raw, started_run
@@ -452,7 +453,7 @@ def test_bad_input(world: World, case_id: str):
 
     if bad is not None:
         assert landing.read_bytes(key) == bad  # the landed file is never changed
-    assert not lake.list_objects("staging")  # nothing staged is left, whatever the outcome
+    assert not lake.list_objects(STAGING_PREFIX)  # nothing staged is left, whatever the outcome
     if case.outcome in ("accepted", "rows"):
         _assert_stored(result, case, lake, table, partition, source, bad)
         return
@@ -629,19 +630,19 @@ def test_a_first_header_only_delivery_is_accepted(world: World):
 
 def test_staging_left_by_dead_runs_is_never_read_and_is_removed_but_a_live_runs_is_kept(world: World):
     landing, lake, instance = world.landing, world.lake, world.instance
-    lake.write_bytes(f"staging/dead-run/{lake_key('flights', NEW_DAY)}", b"half a parquet file")
+    lake.write_bytes(f"{STAGING_PREFIX}/dead-run/{lake_key('flights', NEW_DAY)}", b"half a parquet file")
     live = started_run(instance, "some_ingestion_job")
-    lake.write_bytes(f"staging/{live.run_id}/{lake_key('weather', NEW_DAY)}", b"being written")
+    lake.write_bytes(f"{STAGING_PREFIX}/{live.run_id}/{lake_key('weather', NEW_DAY)}", b"being written")
     # Readers list raw/ (dbt: raw/flights/*.parquet): the staged object is not among them.
     assert [o.key for o in lake.list_objects("raw/flights")] == [lake_key("flights", DAY)]
 
     result = materialize_raw(landing, lake, ["raw/flights"], partition_key=NEW_DAY, instance=instance)
 
     assert result.success
-    assert [o.key for o in lake.list_objects("staging")] == [
-        f"staging/{live.run_id}/{lake_key('weather', NEW_DAY)}"
+    assert [o.key for o in lake.list_objects(STAGING_PREFIX)] == [
+        f"{STAGING_PREFIX}/{live.run_id}/{lake_key('weather', NEW_DAY)}"
     ]
-    assert not (Path(lake.root) / "staging" / "dead-run").exists()
+    assert not (Path(lake.root) / STAGING_PREFIX / "dead-run").exists()
     assert len(lake.read_parquet(lake_key("flights", NEW_DAY))) == 914
 
 

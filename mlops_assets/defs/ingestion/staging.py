@@ -1,6 +1,6 @@
 """Stage, check, then commit: a delivery replaces a partition only after its blocking checks passed.
 
-A run writes what it would store (accepted Parquet and quarantined rows) under `staging/<run_id>/`
+A run writes what it would store (accepted Parquet and quarantined rows) under `_staging/<run_id>/`
 in the lake, next to nothing a reader ever lists (readers read `raw/...` and `quarantine/...` only).
 Once every check passed, each object moves to its final key with `ObjectStore.commit`: one rename on
 a local disk (same file system), one server-side copy on S3. A reader of a final key sees the previous
@@ -18,7 +18,9 @@ import dagster as dg
 
 from mlops_assets.lib.storage import ObjectStore
 
-STAGING_PREFIX = "staging"
+# A leading "_" marks a name that holds no data for Spark, Hive and most lake tools, so a recursive
+# reader of the lake skips the staging folder too.
+STAGING_PREFIX = "_staging"
 
 
 class Staging:
