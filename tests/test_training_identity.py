@@ -251,3 +251,10 @@ def test_a_replaced_training_set_file_is_refused_by_its_hash(tmp_path, set_a, ho
     lake.write_parquet(set_a.key, frame.iloc[1:])  # one flight fewer under the same key
     with pytest.raises(dg.Failure, match=f"not {set_a.sha256} as recorded"):
         load_training_data(lake, **TRAINING_PLAN, identity=set_a)
+
+
+def test_no_training_set_anywhere_is_a_clear_failure(tmp_path):
+    result = run_training(training_resources(tmp_path), selection=[BASELINES], raise_on_error=False)
+    message = failure(result, BASELINES)
+    assert message.startswith("no training set: the instance holds no materialization of features/")
+    assert "materialize features/training_set first" in message

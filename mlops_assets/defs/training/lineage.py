@@ -81,24 +81,23 @@ def run_training_set(
     if pinned is not None:
         return pinned
     latest = context.instance.get_latest_materialization_event(TRAINING_SET)
+    why = "the instance holds no materialization of features/training_set"
     if latest is not None:
         identity = _identity(latest)
         if identity is not None:
             source = f"latest materialization of features/training_set (run {latest.run_id})"
             return Resolved(identity, source)
-        context.log.warning(
-            "the latest materialization of features/training_set records no identity (made before "
-            f"identities were recorded); using {TRAINING_SET_POINTER}"
-        )
+        why = "the latest materialization of features/training_set records no identity"
+        context.log.warning(f"{why} (made before identities were recorded); using {TRAINING_SET_POINTER}")
     if not lake.exists(TRAINING_SET_POINTER):
         raise dg.Failure(
-            f"no training set: the instance holds no materialization of features/training_set and "
-            f"{lake.uri(TRAINING_SET_POINTER)} does not exist; materialize features/training_set first"
+            f"no training set: {why} and {lake.uri(TRAINING_SET_POINTER)} does not exist; "
+            "materialize features/training_set first"
         )
     pointer = json.loads(lake.read_bytes(TRAINING_SET_POINTER))
     return Resolved(
         TrainingSetIdentity.from_record(pointer),
-        f"{TRAINING_SET_POINTER} (the instance holds no materialization of features/training_set)",
+        f"{TRAINING_SET_POINTER} ({why})",
     )
 
 
