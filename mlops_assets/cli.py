@@ -98,20 +98,83 @@ def paced_replay(zone, args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_until_idle(quiet_s: float, poll_s: float = 5.0) -> None:
+def wait_until_idle(quiet_s: float, poll_s: float = 5.0, report_s: float = 60.0, write=print) -> None:
     """Returns once the instance has had no queued, starting or running run for `quiet_s` seconds. A quiet
     time longer than the retraining sensor's interval (and the few seconds between a backfill's request
-    and its run) lets the sensor judge each step before the next one lands."""
+    and its run) lets the sensor judge each step before the next one lands.
+
+    While runs are active it says which, at most every `report_s` seconds: a wait that never ends
+    names what it waits on (a run whose process died stays STARTED unless run monitoring is on)."""
     import dagster as dg
 
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
     quiet_since = time.monotonic()
+    reported = -float("inf")
     with dg.DagsterInstance.get() as instance:
+        if not instance.run_monitoring_enabled:
+            write(
+                f"note: run monitoring is off in {home / 'dagster.yaml'}, so a run whose process died "
+                "stays STARTED and this wait does not end; see docs/operations.md"
+            )
         while time.monotonic() - quiet_since < quiet_s:
             time.sleep(poll_s)
-            if instance.get_run_ids(dg.RunsFilter(statuses=active), limit=1):
-                quiet_since = time.monotonic()
+            records = instance.get_run_records(dg.RunsFilter(statuses=active), limit=MAX_LISTED + 1)
+            if not records:
+                continue
+            quiet_since = time.monotonic()
+            if quiet_since - reported >= report_s:
+                reported = quiet_since
+                counts = {s: instance.get_runs_count(dg.RunsFilter(statuses=[s])) for s in active}
+                for line in describe_active_runs(records, counts, quiet_s):
+                    write(line)
+                sys.stdout.flush()
+
+
+MAX_LISTED = 5
+
+
+def describe_active_runs(records, counts, quiet_s: float, now: float | None = None) -> list[str]:
+    """What an idle wait is waiting on: how many runs queued / starting / started, then the newest few,
+    each with its status, age, job, assets and partitions."""
+    import dagster as dg
+
+    now = time.time() if now is None else now
+    total = sum(counts.values())
+    by_status = ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n)
+    lines = [
+        f"{dt.datetime.now():%H:%M:%S} waiting for {total} run(s) to finish ({by_status}), "
+        f"then {quiet_s:g} s without runs"
+    ]
+    for record in records[:MAX_LISTED]:
+        run = record.dagster_run
+        since = record.start_time if run.status == dg.DagsterRunStatus.STARTED else None
+        since = since or record.create_timestamp.timestamp()
+        lines.append(
+            f"  {run.run_id[:8]}  {run.status.value:<8} for {_age(now - since):>7}  {_run_target(run)}"
+        )
+    if total > MAX_LISTED:
+        lines.append(f"  ... and {total - MAX_LISTED} more (dagster run list, or the UI's Runs page)")
+    return lines
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _run_target(run) -> str:
+    """The run's job, assets (the first few) and partition or partition range."""
+    keys = sorted(key.to_user_string() for key in run.asset_selection or ())
+    assets = ",".join(keys[:3]) + (f",+{len(keys) - 3}" if len(keys) > 3 else "")
+    tags = run.tags
+    start, end = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
+    partition = f"{start}..{end}" if start and end else tags.get("dagster/partition", "")
+    return " ".join(part for part in (run.job_name, assets, partition) if part)
 
 
 def ensure_dagster_home() -> Path:

@@ -535,6 +535,7 @@ def end_orphans(children: list, grace_s: float = 5.0) -> str:
     return "; ".join(names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES, ids=[s.name for s in STAGES])
 def test_a_killed_run_is_marked_failed_leaves_no_partial_output_and_reruns(platform: Platform, stage: Stage):
     run_id, killed_at, killed_after, children = kill_mid_step(platform, stage)
@@ -558,6 +559,7 @@ def test_a_killed_run_is_marked_failed_leaves_no_partial_output_and_reruns(platf
     row["hidden_leftovers"] = len(hidden_leftovers(platform.lake))
 
 
+@pytest.mark.slow
 def test_the_queue_moves_after_the_kills(platform: Platform):
     """Every killed run is finished, so the daemon launches a newly queued run at once."""
     instance = platform.instance
@@ -581,3 +583,68 @@ def test_the_queue_moves_after_the_kills(platform: Platform):
     RESULTS["queue"] = {"step": "queue_probe", "killed_after_s": 0, "failed_after_s": 0, "partial": ""}
     RESULTS["queue"]["rerun_s"] = time.monotonic() - submitted
     RESULTS["queue"]["duplicates"] = "launched by the daemon and succeeded"
+
+
+# --- `mlops replay --when-idle`: what the wait is waiting for ------------------------------------
+
+
+def queued_run(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun:
+    """A run the instance sees as QUEUED, as a sensor's run waiting for a slot would be."""
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+
+    origin = RemoteJobOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("mlops_assets"), "__repository__"), job_name
+    )
+    run = instance.create_run_for_job(dg.GraphDefinition(job_name).to_job(), remote_job_origin=origin)
+    event = dg.DagsterEvent(dg.DagsterEventType.RUN_ENQUEUED.value, job_name=job_name)
+    instance.report_dagster_event(event, run_id=run.run_id)
+    return instance.get_run_by_id(run.run_id)
+
+
+def test_the_idle_wait_names_the_runs_it_waits_for_at_a_bounded_rate(tmp_path, monkeypatch):
+    import threading
+
+    from mlops_assets.cli import wait_until_idle
+    from tests.conftest import started_run
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()  # no dagster.yaml: Dagster's defaults, run monitoring off
+    lines: list[str] = []
+    with dg.DagsterInstance.get() as instance:
+        running = started_run(instance, "features_job")
+        queued = queued_run(instance, "drift_job")
+
+        def finish_later() -> None:
+            time.sleep(2.0)
+            for run in (running, queued):
+                instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+
+        threading.Thread(target=finish_later).start()
+        wait_until_idle(quiet_s=0.3, poll_s=0.05, report_s=0.8, write=lines.append)
+    assert "run monitoring is off" in lines[0] and "does not end" in lines[0]
+    reports = [line for line in lines if " waiting for " in line]
+    # About 40 polls saw the runs in 2 s; one report per 0.8 s at most.
+    assert 2 <= len(reports) <= 3, lines
+    assert "waiting for 2 run(s) to finish (1 queued, 1 started), then 0.3 s without runs" in reports[0]
+    listed = " ".join(lines)
+    assert f"{running.run_id[:8]}  STARTED  for" in listed and "features_job" in listed
+    assert f"{queued.run_id[:8]}  QUEUED   for" in listed and "drift_job" in listed
+
+
+def test_the_idle_wait_says_nothing_about_monitoring_when_it_is_on(tmp_path, monkeypatch):
+    import shutil
+
+    from mlops_assets.cli import wait_until_idle
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    lines: list[str] = []
+    wait_until_idle(quiet_s=0.1, poll_s=0.05, write=lines.append)
+    assert lines == []
