@@ -113,6 +113,8 @@ def decode_json(body: bytes) -> Any:
         text = body.decode("utf-8-sig")  # a byte order mark is let through, as json.loads(bytes) does
     except UnicodeDecodeError as error:
         reason = f"the body is not UTF-8 (byte 0x{body[error.start]:02x} at offset {error.start})"
+        if body.startswith(b"\x1f\x8b"):
+            reason += ": it looks gzip-compressed, and the service takes uncompressed JSON"
         raise json.JSONDecodeError(f"{reason}; send JSON encoded as UTF-8", "", error.start) from None
     try:
         return _DECODER.decode(text)
