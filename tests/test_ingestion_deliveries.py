@@ -706,3 +706,51 @@ def test_commit_delete_and_dotdot_keys_on_s3(s3_bucket):
     assert listed.key == "flights/../2013-01-02.csv" and "'..'" in listed.refused
     with pytest.raises(OutsideStore):
         store.read_bytes("flights/../2013-01-02.csv")
+
+
+KILLED_BETWEEN_STAGING_AND_COMMIT = """
+import os, signal, sys
+import dagster as dg
+from mlops_assets.defs.ingestion.staging import Staging
+from mlops_assets.lib.storage import LocalObjectStore
+from tests.conftest import materialize_raw
+
+def die(self, *args, **kwargs):  # the process dies the moment everything is staged, before any commit
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Staging.commit_all = die
+root = sys.argv[1]
+landing, lake = LocalObjectStore(root=root + "/landing"), LocalObjectStore(root=root + "/lake")
+materialize_raw(landing, lake, ["raw/flights"], partition_key=sys.argv[2])
+"""
+
+
+def test_a_process_killed_between_staging_and_commit_leaves_the_old_data_and_the_next_run_cleans_up(
+    world: World, tmp_path: Path
+):
+    import subprocess
+    import sys
+
+    landing, lake = world.landing, world.lake
+    key = landing_key("flights", DAY)
+    before = _reader_view(lake, "flights", DAY)
+    landing.write_bytes(key, set_cells(landing.read_bytes(key), 10, distance="0"))
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_BETWEEN_STAGING_AND_COMMIT)
+    repository = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repository)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(world.root), DAY], cwd=repository, env=env, capture_output=True
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    staged = [o.key for o in lake.list_objects(STAGING_PREFIX)]
+    assert sorted(k.split("/", 2)[2] for k in staged) == sorted(
+        [lake_key("flights", DAY), rows_key("flights", DAY)]
+    )
+    assert _reader_view(lake, "flights", DAY) == before  # readers still see the accepted delivery
+
+    result = materialize_raw(landing, lake, ["raw/flights"], partition_key=DAY, instance=world.instance)
+    assert result.success
+    assert not lake.list_objects(STAGING_PREFIX)
+    assert len(lake.read_parquet(lake_key("flights", DAY))) == 942
+    assert lake.read_parquet(rows_key("flights", DAY))["_source_line"].tolist() == [10]
