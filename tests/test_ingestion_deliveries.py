@@ -706,6 +706,7 @@ def test_commit_delete_and_dotdot_keys_on_s3(s3_bucket):
     assert listed.key == "flights/../2013-01-02.csv" and "'..'" in listed.refused
     with pytest.raises(OutsideStore):
         store.read_bytes("flights/../2013-01-02.csv")
+    assert not store.exists("flights/../2013-01-02.csv")
 
 
 KILLED_BETWEEN_STAGING_AND_COMMIT = """

@@ -10,7 +10,7 @@ from typing import Any
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.lib.storage import ObjectStore, StoredObject, checked_key, key_problem
+from mlops_assets.lib.storage import ObjectStore, OutsideStore, StoredObject, checked_key, key_problem
 
 
 class S3ObjectStore(ObjectStore):
@@ -80,7 +80,7 @@ class S3ObjectStore(ObjectStore):
     def exists(self, key: str) -> bool:
         try:
             self.head(key)
-        except FileNotFoundError:
+        except (FileNotFoundError, OutsideStore):
             return False
         return True
 
