@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
 import json
 import threading
 import time
@@ -95,9 +96,8 @@ def offline_probabilities(home: Path, version: str, flights: pd.DataFrame, feast
         for f in flights.itertuples()
     ]  # fmt: skip
     online = pd.DataFrame(feast.online_features(rows, "flight_delay_v1"))
-    training = pd.read_parquet(
-        home / "lake" / "features" / "training_set" / f"{'_'.join(TRAINING_WINDOW)}.parquet"
-    )
+    pointer = json.loads((home / "lake" / "features" / "training_set" / "latest.json").read_text())
+    training = pd.read_parquet(home / "lake" / pointer["key"])  # content-addressed: window and hash
     inputs = model_input_frame(online, categorical_columns(training), numeric_columns(training))
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     return mlflow.pyfunc.load_model(f"models:/flight_delay/{version}").predict(inputs).to_numpy()
@@ -540,6 +540,12 @@ RAW_BODIES = {
         None,
         "/predict",
         (422, (("body", 13), "json_invalid"), "0xed"),
+    ),
+    "gzip-compressed": (
+        gzip.compress(GOOD + DEPARTS),
+        None,
+        "/predict",
+        (422, (("body", 1), "json_invalid"), "looks gzip-compressed"),
     ),
     "UTF-16": (
         '{"carrier": "UA"}'.encode("utf-16"),
