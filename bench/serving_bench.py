@@ -64,13 +64,15 @@ def feature_window(home: Path) -> tuple[str, str]:
 
 
 def sample_flights(home: Path, window: tuple[str, str], count: int, seed: int = 0) -> list[dict]:
-    """Real flights of the window as request bodies (New York wall-clock departure, as in the data)."""
+    """Real flights of the window as request bodies: the New York departure with its UTC offset, so the
+    repeated hour of the autumn DST change is not ambiguous (the service refuses a bare wall clock there)."""
     import duckdb
+    import pandas as pd
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         frame = con.execute(
             """
-            select carrier, flight_number, origin, dest, sched_dep_local from marts.fct_flights
+            select carrier, flight_number, origin, dest, sched_dep_utc from marts.fct_flights
             where flight_date between cast(? as date) and cast(? as date)
             """,
             list(window),
@@ -82,10 +84,14 @@ def sample_flights(home: Path, window: tuple[str, str], count: int, seed: int = 
             "flight_number": int(row.flight_number),
             "origin": row.origin,
             "dest": row.dest,
-            "scheduled_departure": row.sched_dep_local.isoformat(),
+            "scheduled_departure": _new_york(pd.Timestamp(row.sched_dep_utc)).isoformat(),
         }
         for row in frame.itertuples()
     ]
+
+
+def _new_york(instant):
+    return (instant.tz_localize("UTC") if instant.tzinfo is None else instant).tz_convert("America/New_York")
 
 
 def redis_feast(home: Path):
