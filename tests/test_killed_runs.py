@@ -171,13 +171,14 @@ def print_results() -> None:
         return
     nan = float("nan")
     print("\nstage | step | killed after step start (s) | marked FAILURE after (s) | partial output | "
-          "left running | rerun (s) | duplicates")  # fmt: skip
+          "left running | rerun (s) | duplicates | hidden leftovers")  # fmt: skip
     for name, row in RESULTS.items():
         print(
             f"{name} | {row['step']} | {row.get('killed_after_s', nan):.1f} | "
             f"{row.get('failed_after_s', nan):.1f} | {row.get('partial') or 'none'} | "
             f"{row.get('orphans') or 'none'} | "
-            f"{row.get('rerun_s', nan):.1f} | {row.get('duplicates', '?')}"
+            f"{row.get('rerun_s', nan):.1f} | {row.get('duplicates', '?')} | "
+            f"{row.get('hidden_leftovers') or 'none'}"
         )
 
 
@@ -352,6 +353,11 @@ def check_drift_report(home: Path) -> str:
     return "0 (one report per day)"
 
 
+def spark_is_writing(lake: Path) -> bool:
+    """Spark has begun writing part files into the features' hidden staging folder."""
+    return any((lake / "features").glob(".staging-*/**/*.parquet"))
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -365,6 +371,8 @@ class Stage:
     # Materializations to see before the kill (dbt: its staging models are built, fct_flights is next).
     after: tuple[str, ...] = ()
     resources: dict = field(default_factory=dict)
+    # A sign in the lake that the step is writing its output (killed then, it is killed mid-write).
+    writing: Callable[[Path], bool] | None = None
     # Assets the next stages need that are not killed here: materialized after the rerun, before the check.
     then: str | None = None
 
@@ -396,7 +404,8 @@ STAGES = [
         "features__flight_features",
         check_flight_features,
         _range(WINDOW),
-        delay_s=8.0,
+        delay_s=0.5,
+        writing=spark_is_writing,
     ),
     Stage(
         "online store",
@@ -483,13 +492,14 @@ def materialized(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 
 
 def wait_until_mid_step(platform: Platform, run_id: str, stage: Stage, process, log: str) -> float:
-    """Waits for the step's STEP_START (and the stage's `after` materializations); returns when it
-    started (epoch seconds, the event's time)."""
+    """Waits for the step's STEP_START (and the stage's `after` materializations, and its `writing`
+    sign); returns when the step started (epoch seconds, the event's time)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         starts = platform.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
         started = [e.timestamp for e in starts if e.step_key == stage.step]
-        if started and set(stage.after) <= materialized(platform.instance, run_id):
+        writing = stage.writing is None or stage.writing(platform.lake)
+        if started and writing and set(stage.after) <= materialized(platform.instance, run_id):
             return started[0]
         assert process.poll() is None, f"the command ended before the step started:\n{platform.tail(log)}"
         time.sleep(0.1)
@@ -539,7 +549,8 @@ def end_orphans(children: list, grace_s: float = 5.0) -> str:
     names = []
     for process in alive:
         try:
-            names.append(f"{process.name()} ({' '.join(process.cmdline()[:3])[:60]})")
+            scripts = [Path(a).name for a in process.cmdline() if a.endswith((".py", ".jar"))]
+            names.append(f"{process.name()} {' '.join(scripts[:1])}".strip())
             process.kill()
         except psutil.NoSuchProcess:
             continue
@@ -550,6 +561,7 @@ def end_orphans(children: list, grace_s: float = 5.0) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES, ids=[s.name for s in STAGES])
 def test_a_killed_run_is_marked_failed_leaves_no_partial_output_and_reruns(platform: Platform, stage: Stage):
+    leftovers_before = set(hidden_leftovers(platform.lake))
     run_id, killed_at, killed_after, children = kill_mid_step(platform, stage)
     failed_after = wait_for_failure(platform.instance, run_id, killed_at)
     row = RESULTS.setdefault(stage.name, {"step": stage.step})
@@ -567,8 +579,10 @@ def test_a_killed_run_is_marked_failed_leaves_no_partial_output_and_reruns(platf
     row["rerun_s"] = platform.materialize(
         stage.selection, stage.options, stage.run_config(platform.home), log
     )
+    if stage.then:
+        platform.materialize(stage.then, (), stage.run_config(platform.home), f"{log}-then")
     row["duplicates"] = stage.check(platform.home)
-    row["hidden_leftovers"] = len(hidden_leftovers(platform.lake))
+    row["hidden_leftovers"] = ", ".join(sorted(set(hidden_leftovers(platform.lake)) - leftovers_before))
 
 
 @pytest.mark.slow
