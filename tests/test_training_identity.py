@@ -17,19 +17,10 @@ import dagster as dg
 import pytest
 
 from tests.conftest import TRAINING_PLAN, TRAINING_WINDOW, _without_state
-from tests.test_training import RELAXED_FLOOR, run_training, training_resources
+from tests.test_training import RELAXED_FLOOR, TRAINING_KEYS, run_training, training_resources
 
 TRAINING_SET = dg.AssetKey(["features", "training_set"])
-TUNED, BASELINES, MODEL, EVALUATION, REGISTERED = (
-    dg.AssetKey(["models", name])
-    for name in (
-        "tuned_hyperparameters",
-        "baselines",
-        "flight_delay_model",
-        "model_evaluation",
-        "registered_model",
-    )
-)
+TUNED, BASELINES, MODEL, EVALUATION, REGISTERED = TRAINING_KEYS
 # B ends where A's training days are: its holdout (the last 5 days) is days A's model learned from.
 WINDOW_B = ("2013-01-01", "2013-01-12")
 QUICK = {"models__flight_delay_model": {"config": {"ensemble_size": 1, "max_epochs": 2}}}
