@@ -273,7 +273,9 @@ def test_first_model_becomes_champion_and_loads_by_alias_in_a_fresh_process(trai
 
     resources["mlflow"].activate()
     in_process = mlflow.pyfunc.load_model("models:/flight_delay@champion").predict(_model_inputs(frame))
-    np.testing.assert_allclose(in_process.to_numpy(), probabilities, rtol=1e-5)
+    # float32 networks: another process may sum in another order (its own torch thread count), which
+    # moves the 5th significant digit (2.7e-5 seen on a loaded machine); a different model moves the 2nd.
+    np.testing.assert_allclose(in_process.to_numpy(), probabilities, rtol=1e-4)
 
 
 def _model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
