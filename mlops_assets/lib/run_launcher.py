@@ -23,6 +23,7 @@ itself, and to `max_runtime_seconds` / the `dagster/max_runtime` tag.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,8 +93,14 @@ def grpc_host(tags: Mapping[str, str]) -> str | None:
         return None
 
 
+@functools.cache
+def this_host_names() -> frozenset[str]:
+    """Once per process: getfqdn() may wait on DNS, and the monitoring daemon asks on every poll."""
+    return frozenset({socket.gethostname(), socket.getfqdn()})
+
+
 def is_this_host(host: str) -> bool:
-    return host in LOCAL_HOSTS or host in {socket.gethostname(), socket.getfqdn()}
+    return host in LOCAL_HOSTS or host in this_host_names()
 
 
 class MonitoredRunLauncher(dg.DefaultRunLauncher):

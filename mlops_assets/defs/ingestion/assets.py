@@ -261,8 +261,10 @@ def _refuse(
     lake: ObjectStore,
     checks: list[dg.AssetCheckResult],
     reasons: list[str],
+    shrinks: bool,
 ) -> dg.Failure:
-    """Keep the refused delivery's quarantine under refused/, drop the rest of the staging."""
+    """Keep the refused delivery's quarantine under refused/, drop the rest of the staging. `shrinks`:
+    a reason is the shrink guard (the message then says how to allow it)."""
     from mlops_assets.defs.ingestion.quarantine import refused_folder, rows_key, write_refusal
 
     kept = {}
@@ -294,8 +296,7 @@ def _refuse(
         description=f"refused the delivery of {contract.name} {span}: " + "; ".join(reasons) + ". "
         "Nothing was replaced: the previous data of every partition of this run stays as it was, with "
         "its metadata and its quarantined rows. The refused delivery's quarantined rows and reason are "
-        f"kept under {lake.uri(f'quarantine/{contract.name}/refused/')}."
-        + (SHRINK_HINT if any("would shrink" in r for r in reasons) else ""),
+        f"kept under {lake.uri(f'quarantine/{contract.name}/refused/')}." + (SHRINK_HINT if shrinks else ""),
         metadata={
             "reasons": dg.MetadataValue.json(reasons),
             "refused_quarantine": dg.MetadataValue.json(kept),
@@ -382,10 +383,10 @@ def deliver(
     except Exception:
         staging.discard()
         raise
+    shrinks = shrink_refusals(ingested.deliveries, config)
     reasons = [f"blocking check {c.check_name} failed: {c.description}" for c in checks if not c.passed]
-    reasons += shrink_refusals(ingested.deliveries, config)
-    if reasons:
-        failure = _refuse(contract, ingested, staging, lake, checks, reasons)
+    if reasons or shrinks:
+        failure = _refuse(contract, ingested, staging, lake, checks, [*reasons, *shrinks], bool(shrinks))
         yield from checks  # recorded on the asset, as evaluated on the refused delivery
         raise failure
     # The data first: a process killed between two renames leaves a partition with its new rows and

@@ -77,10 +77,6 @@ class RawTable:
     rejected: tuple[RejectedRow, ...] = ()
     trailing_blank_lines: int = 0
 
-    @property
-    def rows_in(self) -> int:
-        return len(self.rows) + len(self.rejected)
-
 
 def read_landed_csv(data: bytes, source: str, contract: TableContract) -> RawTable:
     _refuse_other_formats(data, source)

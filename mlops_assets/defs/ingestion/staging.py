@@ -53,7 +53,7 @@ class Staging:
         self.staged.clear()
 
 
-def remove_abandoned_staging(lake: ObjectStore, instance: dg.DagsterInstance | None, run_id: str) -> int:
+def remove_abandoned_staging(lake: ObjectStore, instance: dg.DagsterInstance, run_id: str) -> int:
     """Delete the staging objects of runs that are not in progress (killed, failed, unknown here)."""
     by_run: dict[str, list[str]] = {}
     for item in lake.list_objects(f"{STAGING_PREFIX}/"):
@@ -62,7 +62,7 @@ def remove_abandoned_staging(lake: ObjectStore, instance: dg.DagsterInstance | N
             by_run.setdefault(parts[1], []).append(item.key)
     removed = 0
     for other, keys in by_run.items():
-        run = instance.get_run_by_id(other) if instance is not None else None
+        run = instance.get_run_by_id(other)
         if run is not None and not run.is_finished:
             continue  # a live run's staging, maybe a concurrent ingestion of other days
         for key in keys:
