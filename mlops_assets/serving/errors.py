@@ -62,8 +62,6 @@ class ServiceUnavailable(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these status codes (422 is FastAPI's own, in the same shape)."""
     described = {
-        404: "No such path.",
-        405: "The path does not take this method.",
         413: "The body is over the service's `max_body_bytes`.",
         415: "The body is not sent as application/json.",
         503: "No champion model yet, or the online store cannot be read; try again later.",
@@ -122,9 +120,7 @@ def decode_json(body: bytes) -> Any:
         raise
     except _NonFinite as error:
         literal = error.literal
-        reason = (
-            f"{error.literal} is not a finite number (JSON has no NaN or Infinity; doubles end near 1.8e308)"
-        )
+        reason = f"{literal} is not a finite number (JSON has no NaN or Infinity; doubles end near 1.8e308)"
         raise json.JSONDecodeError(reason, text, _find(text, lambda token: token == literal)[0]) from None
     except RecursionError:
         raise json.JSONDecodeError("the body is nested too deeply", text, 0) from None

@@ -135,7 +135,6 @@ def batch_predictions(
     context: dg.AssetExecutionContext, feast: FeastResource, mlflow: MlflowResource, lake: ObjectStore
 ) -> dg.MaterializeResult:
     import mlflow as mlflow_api
-    import numpy as np
     import pandas as pd
 
     from mlops_assets.defs.training.registry import champion_info
@@ -151,19 +150,17 @@ def batch_predictions(
     flights = pd.concat([scheduled_flights(lake, day).assign(_day=day) for day in days], ignore_index=True)
     entity_df = flights[[*ENTITY_COLUMNS, "event_timestamp"]]
     features = feast.historical_features(entity_df, service, chunk_days=7) if len(flights) else entity_df
-    summaries, scored_days = [], []
+    summaries = []
     for day, part in flights.groupby("_day", sort=True):
         scored = score_day(part.drop(columns="_day"), features, champion, model)
         lake.write_parquet(predictions_key(day), scored.reset_index(drop=True))
         summaries.append(day_summary(day, scored))
-        scored_days.append(scored["probability_late"].to_numpy())
         context.add_asset_metadata(
             day_metadata(summaries[-1], lake.uri(predictions_key(day))), partition_key=day.isoformat()
         )
     for day in set(days) - set(flights["_day"]):
         context.add_asset_metadata({"dagster/row_count": 0}, partition_key=day.isoformat())  # no flights
-    probabilities = np.concatenate(scored_days) if scored_days else np.array([])
-    unscored = int(np.isnan(probabilities).sum())
+    unscored = int(sum(summary["unscored"] for summary in summaries))
     elapsed = time.perf_counter() - started
     context.log.info(f"scored {len(flights)} flights of {len(days)} day(s) with v{champion.version}")
     table = pd.DataFrame(summaries)

@@ -42,12 +42,13 @@ class TrainingData:
         }
 
 
-def newest_training_set(lake: ObjectStore) -> TrainingSetIdentity:
-    """The set `latest.json` names: for tools and benches, never for the training graph's steps."""
+def newest_training_set(lake: ObjectStore, why: str | None = None) -> TrainingSetIdentity:
+    """The set `latest.json` names: for tools and benches, and for a training step whose instance knows
+    no training set (`why` says so in the failure when there is no pointer either)."""
     if not lake.exists(TRAINING_SET_POINTER):
         raise dg.Failure(
-            f"no training set: {lake.uri(TRAINING_SET_POINTER)} does not exist; "
-            "materialize features/training_set first"
+            f"no training set: {f'{why} and ' if why else ''}{lake.uri(TRAINING_SET_POINTER)} does not "
+            "exist; materialize features/training_set first"
         )
     return TrainingSetIdentity.from_record(json.loads(lake.read_bytes(TRAINING_SET_POINTER)))
 

@@ -17,7 +17,6 @@ same set, so a record replaced by another run is refused too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.defs.features.feast_assets import TRAINING_SET_POINTER
+from mlops_assets.defs.training.data import newest_training_set
 from mlops_assets.lib.storage import ObjectStore
 from mlops_assets.lib.training_set import TrainingSetIdentity
 
@@ -89,16 +89,7 @@ def run_training_set(
             return Resolved(identity, source)
         why = "the latest materialization of features/training_set records no identity"
         context.log.warning(f"{why} (made before identities were recorded); using {TRAINING_SET_POINTER}")
-    if not lake.exists(TRAINING_SET_POINTER):
-        raise dg.Failure(
-            f"no training set: {why} and {lake.uri(TRAINING_SET_POINTER)} does not exist; "
-            "materialize features/training_set first"
-        )
-    pointer = json.loads(lake.read_bytes(TRAINING_SET_POINTER))
-    return Resolved(
-        TrainingSetIdentity.from_record(pointer),
-        f"{TRAINING_SET_POINTER} ({why})",
-    )
+    return Resolved(newest_training_set(lake, why), f"{TRAINING_SET_POINTER} ({why})")
 
 
 def upstream_training_set(
