@@ -84,7 +84,7 @@ bench: setup
 
 # Re-parse the dbt project (the code location does this by itself when a dbt file changed).
 dbt-manifest: setup
-	$(BIN)/python -m mlops_assets.defs.transform.project
+	$(BIN)/python -m mlops_assets.transform.dbt_project
 
 clean:
 	rm -rf data dbt/target

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 # Loading the location may run `dbt parse` when the manifest is missing or stale (see
-# mlops_assets/defs/transform/project.py): a load that did is reported, it is not a typical load.
+# mlops_assets/transform/dbt_project.py): a load that did is reported, it is not a typical load.
 MANIFEST = Path(__file__).resolve().parents[1] / "dbt" / "target" / "manifest.json"
 HEAVY_MODULES = (
     "torch",

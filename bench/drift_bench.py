@@ -29,9 +29,9 @@ def main() -> int:
 
     from mlops_assets.defs.monitoring.assets import MonitoringConfig, drift_of_day, reference_frame
     from mlops_assets.defs.training.definitions import mlflow_resource
-    from mlops_assets.defs.training.registry import champion_info
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.training.registry import champion_info
 
     home = Path(args.home).resolve()
     settings = load_settings({"MLOPS_HOME": str(home)})

@@ -61,8 +61,8 @@ def prepare_year(home: Path) -> Path:
     from mlops_assets.defs.transform.definitions import build_definitions as transform
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.storage import LocalObjectStore
     from mlops_assets.replay import replay
+    from mlops_assets.resources.storage import LocalObjectStore
 
     landing = LocalObjectStore(root=str(home / "landing"))
     lake = LocalObjectStore(root=str(home / "lake"))
@@ -92,7 +92,7 @@ def export_inputs(warehouse: Path, data: Path, scales: list[int]) -> dict[int, t
 
     sys.path.insert(0, str(REPO_ROOT))
     from mlops_assets.defs.features.assets import FLIGHT_COLUMNS
-    from mlops_assets.defs.features.flight_features import WEATHER_COLUMNS
+    from mlops_assets.features.flight_features import WEATHER_COLUMNS
 
     data.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -130,8 +130,8 @@ def child(
     sys.path.insert(0, str(REPO_ROOT))
     started = time.perf_counter()
     if engine == "spark":
-        from mlops_assets.defs.features.flight_features import DAY_COLUMN, build_features
-        from mlops_assets.defs.features.spark import SparkResource
+        from mlops_assets.features.flight_features import DAY_COLUMN, build_features
+        from mlops_assets.resources.spark import SparkResource
 
         memory = {1: "2g", 10: "4g"}.get(scale, "8g")
         resource = SparkResource(
@@ -151,7 +151,7 @@ def child(
     else:
         import duckdb
 
-        from mlops_assets.defs.features.duckdb_features import write_features
+        from mlops_assets.features.duckdb_features import write_features
 
         con = duckdb.connect()
         con.execute(f"set TimeZone = 'UTC'; set threads = 2; set temp_directory = '{out}/.duckdb_tmp'")

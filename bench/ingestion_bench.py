@@ -288,7 +288,7 @@ class DayFigures:
 
 def local_stores(home: Path):
     """(landing_zone, lake) of an MLOPS_HOME-like directory, as the local profile lays it out."""
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
 
     return LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
 
@@ -426,7 +426,7 @@ def fill_gaps(landing, start: dt.date, end: dt.date) -> list[str]:
     export of a day without rows is a header-only file, which the ingestion accepts (0 rows).
     """
     from mlops_assets.defs.ingestion.assets import landing_key
-    from mlops_assets.defs.ingestion.contracts import DAILY_TABLES
+    from mlops_assets.ingestion.contracts import DAILY_TABLES
     from mlops_assets.lib.calendar import days_between
     from mlops_assets.lib.nycflights import read_table_text
 
@@ -498,7 +498,7 @@ class Stage:
 INGESTION = "mlops_assets/defs/ingestion/"
 STAGES = (
     Stage(INGESTION + "assets.py", "ingest", "ingest: read, validate, store (total)"),
-    Stage("mlops_assets/lib/storage.py", "read_bytes", "  read landed files"),
+    Stage("mlops_assets/resources/storage.py", "read_bytes", "  read landed files"),
     Stage(INGESTION + "parsing.py", "read_landed_csv", "  parse CSV (strict, row by row)"),
     Stage(INGESTION + "rules.py", "validate_rows", "  type + row rules (vectorized)"),
     Stage(
@@ -507,8 +507,8 @@ STAGES = (
         "  split by partition (Series == day, per day)",
         caller=(INGESTION + "assets.py", "ingest"),
     ),
-    Stage("mlops_assets/lib/storage.py", "write_parquet", "  write Parquet (lake + quarantine)"),
-    Stage("mlops_assets/lib/storage.py", "write_bytes", "    of which write + fsync"),
+    Stage("mlops_assets/resources/storage.py", "write_parquet", "  write Parquet (lake + quarantine)"),
+    Stage("mlops_assets/resources/storage.py", "write_bytes", "    of which write + fsync"),
     Stage(INGESTION + "quarantine.py", "write_quarantined_rows", "    of which quarantine files"),
     Stage(INGESTION + "assets.py", "_checks_and_metadata", "checks + metadata (total)"),
     Stage(INGESTION + "gx_suite.py", "run_suite", "  Great Expectations suite"),

@@ -39,8 +39,8 @@ def log(message: str) -> None:
 
 
 def load_split(home: Path, holdout_days: int, valid_days: int):
-    from mlops_assets.defs.training.data import load_training_data
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.training.data import load_training_data
 
     return load_training_data(LocalObjectStore(root=str(home / "lake")), holdout_days, valid_days)
 
@@ -49,8 +49,10 @@ def quality(home: Path, args) -> dict:
     import dagster as dg
 
     from mlops_assets.defs.training.assets import build_training_assets
-    from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.tracking import MlflowResource
+    from mlops_assets.resources.training_plan import TrainingPlan
 
     scratch = Path(tempfile.mkdtemp(prefix="training-bench-"))
     lake = LocalObjectStore(root=str(home / "lake"))
@@ -106,7 +108,7 @@ def tune_overhead(home: Path, args) -> dict:
     import logging
 
     from mlops_assets.defs.training.assets import prepared_arrays
-    from mlops_assets.defs.training.resources import ComputeResource
+    from mlops_assets.resources.compute import ComputeResource
 
     data = load_split(home, args.holdout_days, args.valid_days)
     prep, arrays = prepared_arrays(data)
@@ -119,7 +121,7 @@ def tune_overhead(home: Path, args) -> dict:
 
 
 def _tune_rounds(prep, arrays, compute, quiet, args, epochs: int) -> dict:
-    from mlops_assets.defs.training.tuning import run_tuning
+    from mlops_assets.training.tuning import run_tuning
 
     rows = []
     for repeat in range(args.tune_repeats):

@@ -49,15 +49,15 @@ def _date(text: str) -> dt.date:
 
 
 def _landing_zone():
-    from mlops_assets.lib.resources import build_resources, resolve_store
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.profiles import build_resources, resolve_store
 
     return resolve_store(build_resources(load_settings())["landing_zone"])
 
 
 def _lake():
-    from mlops_assets.lib.resources import build_resources, resolve_store
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.profiles import build_resources, resolve_store
 
     return resolve_store(build_resources(load_settings())["lake"])
 
@@ -352,7 +352,7 @@ def _registry():
 def cmd_model(args: argparse.Namespace) -> int:
     import getpass
 
-    from mlops_assets.defs.training import registry
+    from mlops_assets.training import registry
 
     client, name = _registry()
     by = f"cli:{getpass.getuser()}"

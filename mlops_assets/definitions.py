@@ -23,8 +23,8 @@ def build_definitions(profile: str | None = None) -> dg.Definitions:
     from mlops_assets.defs.training.definitions import build_definitions as training
     from mlops_assets.defs.transform.definitions import build_definitions as transform
     from mlops_assets.lib.automation import build_automation_sensor
-    from mlops_assets.lib.resources import build_resources
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.profiles import build_resources
 
     settings = load_settings() if profile is None else load_settings({**os.environ, "MLOPS_PROFILE": profile})
     return dg.Definitions.merge(

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from mlops_assets.lib.calendar import partition_range_tags
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.resources.storage import LocalObjectStore
 
 # Great Expectations, MLflow and Ray would otherwise try to send usage statistics.
 for _name, _value in (
@@ -107,8 +107,8 @@ def training_set_home(tmp_path_factory) -> Path:
     """MLOPS_HOME with a real training set of TRAINING_WINDOW in its lake (and latest.json naming it)."""
     from mlops_assets.defs.features.assets import read_warehouse_inputs
     from mlops_assets.defs.features.feast_assets import build_feast_assets
-    from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
     from tests.test_flight_features import _write_feature_lake, duckdb_tables
 
     home = tmp_path_factory.mktemp("training_home")
@@ -160,8 +160,8 @@ def build_champion_in(training_set_home: Path, home: Path) -> Path:
     import shutil
 
     from mlops_assets.defs.features.feast_assets import build_feast_assets
-    from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
     from tests.test_training import RELAXED_FLOOR, run_training, training_resources
 
     shutil.copytree(training_set_home, home, dirs_exist_ok=True, ignore=_without_state(training_set_home))

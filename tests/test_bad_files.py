@@ -24,11 +24,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.defs.ingestion.contracts import FLIGHTS, WEATHER, TableContract
-from mlops_assets.defs.ingestion.parsing import UnreadableFile, read_landed_csv
-from mlops_assets.defs.ingestion.quarantine import safe_version
-from mlops_assets.defs.ingestion.rules import QUARANTINE_COLUMNS, validate_rows
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.ingestion.contracts import FLIGHTS, WEATHER, TableContract
+from mlops_assets.ingestion.parsing import UnreadableFile, read_landed_csv
+from mlops_assets.ingestion.quarantine import safe_version
+from mlops_assets.ingestion.rules import QUARANTINE_COLUMNS, validate_rows
+from mlops_assets.resources.storage import LocalObjectStore
 from tests.conftest import FIRST_DAYS, materialize_raw
 
 DAY = "2013-01-02"

@@ -141,7 +141,7 @@ def test_fct_flights_is_built_per_partition_correct_and_incremental(home):
 
 def test_sources_are_the_raw_assets_in_one_graph():
     from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
-    from mlops_assets.lib.resources import build_resources
+    from mlops_assets.resources.profiles import build_resources
 
     defs = dg.Definitions.merge(
         ingestion(), transform_definitions(), dg.Definitions(resources=build_resources(load_settings()))
@@ -179,7 +179,7 @@ def test_production_profile_runs_dbt_on_its_target():
 
 
 def test_manifest_is_parsed_once_then_reused():
-    from mlops_assets.defs.transform.project import dbt_project, manifest_is_stale, prepare_manifest
+    from mlops_assets.transform.dbt_project import dbt_project, manifest_is_stale, prepare_manifest
 
     path = prepare_manifest()
     stamp = path.stat().st_mtime_ns

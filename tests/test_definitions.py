@@ -11,9 +11,9 @@ import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_definitions
-from mlops_assets.lib.s3_store import S3ObjectStore
 from mlops_assets.lib.settings import load_settings
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.resources.storage import LocalObjectStore
+from mlops_assets.resources.storage_s3 import S3ObjectStore
 
 RAW = ["raw/airlines", "raw/airports", "raw/planes", "raw/flights", "raw/weather"]
 MODELS = [
@@ -77,7 +77,8 @@ def test_every_writer_of_the_online_store_is_in_its_pool():
 
 
 def test_training_stage_is_one_lineage_with_gpu_steps_in_the_gpu_pool(monkeypatch):
-    from mlops_assets.defs.training.resources import ComputeResource, MlflowResource
+    from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.resources.tracking import MlflowResource
 
     defs = build_definitions.__wrapped__("local")
     graph = defs.resolve_asset_graph()

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets.defs.features.feast_store import FeastResource
+from mlops_assets.resources.feature_store import FeastResource
 from tests.services import require_service
 
 UTC = dt.UTC
@@ -306,9 +306,9 @@ def _synthetic_warehouse(home: Path, entities: pd.DataFrame) -> None:
 def test_assets_materialize_in_process(tmp_path):
     from mlops_assets.defs.features.feast_assets import build_feast_assets
     from mlops_assets.defs.features.feast_definitions import build_definitions
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
     from mlops_assets.lib.settings import Settings
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     home = tmp_path / "home"
     entities = write_synthetic_lake(home / "lake")

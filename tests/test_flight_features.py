@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets.defs.features import duckdb_features
-from mlops_assets.defs.features import flight_features as ff
-from mlops_assets.defs.features.spark import SparkResource
+from mlops_assets.features import duckdb_features
+from mlops_assets.features import flight_features as ff
+from mlops_assets.resources.spark import SparkResource
 
 D = dt.date(2013, 1, 10)  # a Thursday; local midnight = 05:00 UTC
 S0 = pd.Timestamp("2013-01-10 05:00", tz="UTC")  # the first snapshot of D
@@ -256,10 +256,10 @@ def real_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def materialized(real_home, spark):
     from mlops_assets.defs.features.definitions import build_definitions
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     settings = load_settings({"MLOPS_HOME": str(real_home)})
     defs = build_definitions(settings)
@@ -347,8 +347,8 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
     from mlops_assets.lib.settings import load_settings
 
     monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark-connect:15002")
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, warehouse_resource
-    from mlops_assets.lib.resources import build_resources
+    from mlops_assets.resources.profiles import build_resources
+    from mlops_assets.resources.warehouse import DuckDBWarehouse, warehouse_resource
 
     settings = load_settings({"MLOPS_HOME": os.getcwd()})
     # The lake comes from the shared resources and the warehouse from the transform stage, as in
@@ -410,7 +410,7 @@ def _write_feature_lake(tables: dict[str, pd.DataFrame], home: Path) -> None:
 def _joined(home: Path, entities: pd.DataFrame) -> pd.DataFrame:
     import uuid
 
-    from mlops_assets.defs.features.feast_store import FeastResource
+    from mlops_assets.resources.feature_store import FeastResource
 
     feast = FeastResource(profile="local", home=str(home), project=f"leak_{uuid.uuid4().hex[:8]}")
     feast.apply()

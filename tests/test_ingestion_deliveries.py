@@ -32,9 +32,9 @@ import pandas as pd
 import pytest
 
 from mlops_assets.defs.ingestion.assets import lake_key, landing_key
-from mlops_assets.defs.ingestion.quarantine import refused_folder, rows_key, safe_version
-from mlops_assets.defs.ingestion.staging import STAGING_PREFIX
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.ingestion.quarantine import refused_folder, rows_key, safe_version
+from mlops_assets.ingestion.staging import STAGING_PREFIX
+from mlops_assets.resources.storage import LocalObjectStore
 from tests import s3_server
 from tests.conftest import FIRST_DAYS, materialize_raw, started_run
 from tests.test_bad_files import _join, _lines, drop_column, set_cells
@@ -647,7 +647,7 @@ def test_staging_left_by_dead_runs_is_never_read_and_is_removed_but_a_live_runs_
 
 
 def test_the_store_refuses_dotdot_keys_and_links(tmp_path: Path):
-    from mlops_assets.lib.storage import OutsideStore
+    from mlops_assets.resources.storage import OutsideStore
 
     store = LocalObjectStore(root=str(tmp_path / "zone"))
     store.write_bytes("flights/2013-01-02.csv", b"a\n")
@@ -684,8 +684,8 @@ def test_commit_and_delete_on_the_local_store(tmp_path: Path):
 def test_commit_delete_and_dotdot_keys_on_s3(s3_bucket):
     from dagster_aws.s3 import S3Resource
 
-    from mlops_assets.lib.s3_store import S3ObjectStore
-    from mlops_assets.lib.storage import OutsideStore
+    from mlops_assets.resources.storage import OutsideStore
+    from mlops_assets.resources.storage_s3 import S3ObjectStore
 
     store = S3ObjectStore(
         s3=S3Resource(endpoint_url=s3_bucket.endpoint.url, region_name="us-east-1"),
@@ -712,8 +712,8 @@ def test_commit_delete_and_dotdot_keys_on_s3(s3_bucket):
 KILLED_BETWEEN_STAGING_AND_COMMIT = """
 import os, signal, sys
 import dagster as dg
-from mlops_assets.defs.ingestion.staging import Staging
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.ingestion.staging import Staging
+from mlops_assets.resources.storage import LocalObjectStore
 from tests.conftest import materialize_raw
 
 def die(self, *args, **kwargs):  # the process dies the moment everything is staged, before any commit

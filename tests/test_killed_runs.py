@@ -100,8 +100,8 @@ class Platform:
 def platform(tmp_path_factory) -> Platform:
     import yaml
 
-    from mlops_assets.lib.storage import LocalObjectStore
     from mlops_assets.replay import replay
+    from mlops_assets.resources.storage import LocalObjectStore
 
     home = tmp_path_factory.mktemp("killed_runs")
     dagster_home = home / "dagster_home"

@@ -25,7 +25,7 @@ from mlops_assets.defs.features.assets import (
     build_feature_assets,
     lookback,
 )
-from mlops_assets.defs.features.flight_features import DAY_COLUMN, LOOKBACK_DAYS
+from mlops_assets.features.flight_features import DAY_COLUMN, LOOKBACK_DAYS
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import partition_range_tags
 

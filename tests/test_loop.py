@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.lib.calendar import days_between
-from mlops_assets.lib.storage import LocalObjectStore
+from mlops_assets.resources.storage import LocalObjectStore
 from tests.conftest import TRAINING_WINDOW
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,8 @@ def loop(training_set_home, tmp_path_factory):
 
 def with_test_resources(defs: dg.Definitions, home: Path) -> dg.Definitions:
     """The local Definitions with the split of the test window (24 days cannot hold 14 + 14)."""
-    from mlops_assets.defs.training.resources import ComputeResource, TrainingPlan
+    from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.resources.training_plan import TrainingPlan
     from tests.conftest import TRAINING_PLAN
 
     resources = {
@@ -159,8 +160,8 @@ def automation_ticks(defs, instance, cursor, max_ticks: int = 8) -> tuple[dict[s
 def test_new_days_flow_to_drift_reports_and_drift_retrains_the_model(loop):
     from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
     from mlops_assets.defs.monitoring.retraining import JOB_NAME, RetrainingPolicy
-    from mlops_assets.defs.training.registry import CHALLENGER, CHAMPION, alias_version
     from mlops_assets.replay import replay
+    from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version
 
     home, defs, instance = loop
     landing = LocalObjectStore(root=str(home / "landing"))

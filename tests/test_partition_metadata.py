@@ -42,10 +42,11 @@ def assets() -> list[dg.AssetsDefinition]:
 
 
 def resources(home: Path, champion_home: Path) -> dict[str, Any]:
-    from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.defs.training.resources import MlflowResource, TrainingPlan
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.tracking import MlflowResource
+    from mlops_assets.resources.training_plan import TrainingPlan
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
     from tests.conftest import TRAINING_PLAN
 
     return {

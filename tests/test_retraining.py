@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from mlops_assets.defs.monitoring.retraining import Decision, RetrainingPolicy, decide, new_window
-from mlops_assets.defs.training.registry import ChampionInfo
+from mlops_assets.training.registry import ChampionInfo
 
 CHAMPION = ChampionInfo(
     version="3",

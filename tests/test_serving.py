@@ -60,9 +60,9 @@ def request_body(flight) -> dict:
 
 
 def resources(home: Path, online_store: str | None = None, project: str | None = None) -> dict:
-    from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.defs.training.resources import MlflowResource
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.tracking import MlflowResource
 
     feast = {"online_store": online_store} if online_store else {}
     if project:
@@ -87,8 +87,8 @@ def offline_probabilities(home: Path, version: str, flights: pd.DataFrame, feast
     service answer must equal (same rows, same model_input_frame as training)."""
     import mlflow
 
-    from mlops_assets.defs.training.data import model_input_frame
     from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.training.data import model_input_frame
 
     rows = [
         {"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
@@ -258,7 +258,7 @@ def test_a_batch_scores_each_flight_as_a_single_request_would(client, champion_h
 
 
 def test_the_decision_threshold_is_the_versions_tag_or_the_service_default():
-    from mlops_assets.defs.training.registry import decision_threshold
+    from mlops_assets.training.registry import decision_threshold
 
     assert decision_threshold({"decision_threshold": "0.42"}, 0.3) == (0.42, "model_version_tag")
     assert decision_threshold({}, 0.3) == (0.3, "service_default")
@@ -271,8 +271,8 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
     model_input_frame, bit for bit, on every online row of three days and on rows no real flight has."""
     import mlflow
 
-    from mlops_assets.defs.training.data import model_input_frame
     from mlops_assets.serving.features import FEW_ROWS, ModelInputs
+    from mlops_assets.training.data import model_input_frame
 
     days = pd.concat(
         [scheduled_flights(champion_home, d, limit=5000) for d in ("2013-01-02", "2013-01-14", DAY)]
@@ -843,7 +843,7 @@ def test_the_openapi_schema_documents_the_endpoints(client):
 def test_every_prediction_is_logged_to_the_lake(champion_home, flights, tmp_path):
     from fastapi.testclient import TestClient
 
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.serving.app import ServiceConfig, create_app
 
     # A lake of its own (with the reference tables the service checks codes against): the other apps of
@@ -881,7 +881,7 @@ def test_the_log_writes_a_file_per_request_day_and_keeps_rows_the_lake_refused(t
     """Batches of different request days and columns (a new champion may read other features) become one
     Parquet file per UTC day of the requests with every row, nulls where a batch had no such column; a
     failed write loses nothing."""
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.serving.prediction_log import PredictionLog
 
     class FailingOnce:  # the lake, unreachable for the first write
@@ -1008,7 +1008,7 @@ def test_materializing_the_online_store_while_serving_fails_no_request(champion_
 
 
 def test_a_new_champion_takes_over_under_load_and_no_request_fails(champion_home, flights):
-    from mlops_assets.defs.training import registry
+    from mlops_assets.training import registry
     from tests.test_training import TRAINING_KEYS, run_training, training_resources
 
     training = training_resources(champion_home)

@@ -37,8 +37,10 @@ TRAINING_KEYS = [
 
 
 def training_resources(home: Path, tracking_uri: str | None = None) -> dict:
-    from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.tracking import MlflowResource
+    from mlops_assets.resources.training_plan import TrainingPlan
 
     mlflow_dir = home / "mlflow"
     tracking = tracking_uri or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
@@ -146,7 +148,7 @@ def test_training_is_seeded_and_deterministic_on_cpu(training_set_home):
 
 
 def test_gate_rules():
-    from mlops_assets.defs.training.registry import gate
+    from mlops_assets.training.registry import gate
 
     floor = {"roc_auc": 0.68, "ece": 0.02}
     champion = {"roc_auc": 0.72, "ece": 0.02}
@@ -279,8 +281,8 @@ def test_first_model_becomes_champion_and_loads_by_alias_in_a_fresh_process(trai
 
 
 def _model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    from mlops_assets.defs.training.data import model_input_frame
     from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.training.data import model_input_frame
 
     return model_input_frame(frame, categorical_columns(frame), numeric_columns(frame))
 

@@ -41,10 +41,10 @@ def instance():
 
 def materialize_set(home: Path, instance: dg.DagsterInstance, window: tuple[str, str], apply: bool):
     from mlops_assets.defs.features.feast_assets import build_feast_assets
-    from mlops_assets.defs.features.feast_store import FeastResource
-    from mlops_assets.defs.transform.warehouse import DuckDBWarehouse
-    from mlops_assets.lib.storage import LocalObjectStore
     from mlops_assets.lib.training_set import TrainingSetIdentity
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     selection = [TRAINING_SET, *([dg.AssetKey(["features", "feature_views"])] if apply else [])]
     result = dg.materialize(
@@ -177,8 +177,8 @@ def test_a_model_refuses_hyperparameters_tuned_on_another_set(home, instance, se
 
 
 def test_an_evaluation_refuses_a_model_of_another_set(home, instance, set_a, set_b):
-    from mlops_assets.lib.storage import LocalObjectStore
     from mlops_assets.ml.data import local_days, temporal_split
+    from mlops_assets.resources.storage import LocalObjectStore
 
     lake = LocalObjectStore(root=str(home / "lake"))
     learned = temporal_split(lake.read_parquet(set_a.key), **TRAINING_PLAN).train
@@ -195,7 +195,7 @@ def test_an_evaluation_refuses_a_model_of_another_set(home, instance, set_a, set
 
 def test_registration_registers_the_set_the_model_was_evaluated_on(home, instance, set_a, set_b):
     """B is the newest set, but the model and its evaluation are A's: A's identity is registered."""
-    from mlops_assets.defs.training.registry import champion_info
+    from mlops_assets.training.registry import champion_info
 
     resources = training_resources(home)
     result = run_training(resources, selection=[REGISTERED], ops=RELAXED_FLOOR, instance=instance)
@@ -232,8 +232,8 @@ def test_registration_refuses_an_evaluation_record_of_another_set(home, instance
 
 
 def test_a_replaced_training_set_file_is_refused_by_its_hash(tmp_path, set_a, home):
-    from mlops_assets.defs.training.data import load_training_data
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.training.data import load_training_data
 
     lake = LocalObjectStore(root=str(tmp_path / "lake"))
     frame = LocalObjectStore(root=str(home / "lake")).read_parquet(set_a.key)

@@ -91,9 +91,10 @@ def test_training_graph_against_an_mlflow_server_with_postgres_and_s3(
 ):
     from mlops_assets.defs.training.assets import build_training_assets
     from mlops_assets.defs.training.definitions import build_definitions
-    from mlops_assets.defs.training.resources import ComputeResource, TrainingPlan
-    from mlops_assets.lib.resources import build_resources
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.resources.profiles import build_resources
+    from mlops_assets.resources.training_plan import TrainingPlan
 
     monkeypatch.setenv("MLOPS_PROFILE", "production")
     monkeypatch.setenv("MLOPS_S3_BUCKET", s3_bucket.name)

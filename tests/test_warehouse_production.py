@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, PostgresWarehouse
 from mlops_assets.lib.calendar import days_between, partition_range_tags
+from mlops_assets.resources.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests import s3_server
 from tests.test_dbt import DAILY_MODELS, REFERENCE_MODELS, check_outcomes
 from tests.test_production_profile import PG, _pg_connect
@@ -111,9 +111,9 @@ def production(s3_endpoint, tmp_path_factory) -> Iterator[Production]:
 @pytest.fixture(scope="module")
 def built(production: Production) -> dict[str, dg.ExecuteInProcessResult]:
     """Replay -> raw assets on S3 -> raw tables in PostgreSQL -> dbt build on PostgreSQL."""
-    from mlops_assets.lib.resources import build_resources, resolve_store
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.replay import replay
+    from mlops_assets.resources.profiles import build_resources, resolve_store
 
     landing = resolve_store(build_resources(load_settings())["landing_zone"])
     replay(landing, *(dt.date.fromisoformat(day) for day in DAYS))
@@ -262,7 +262,7 @@ def features(production, built, local_home) -> dict[str, dg.ExecuteInProcessResu
     """features/flight_features of the window on both profiles (one embedded Spark session)."""
     from mlops_assets.defs.features.definitions import build_definitions
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.storage import LocalObjectStore
 
     window = partition_range_tags(*DAYS)
     in_production = production.run([FEATURES], tags=window)
@@ -278,8 +278,8 @@ def features(production, built, local_home) -> dict[str, dg.ExecuteInProcessResu
 
 
 def test_spark_features_from_postgres_equal_those_from_duckdb(production, local_home, features):
-    from mlops_assets.defs.features import flight_features as ff
     from mlops_assets.defs.features.assets import read_warehouse_inputs
+    from mlops_assets.features import flight_features as ff
 
     # The inputs handed to Spark are the same Arrow tables, schema included, from either warehouse.
     first, last = (dt.date.fromisoformat(day) for day in DAYS)
@@ -310,9 +310,9 @@ def test_spark_features_from_postgres_equal_those_from_duckdb(production, local_
 
 def test_training_set_with_its_offline_source_on_s3_equals_the_local_one(production, local_home, features):
     from mlops_assets.defs.features.feast_assets import build_feast_assets, feast_resource
-    from mlops_assets.defs.features.feast_store import FeastResource
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.lib.storage import LocalObjectStore
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
 
     project = f"wh_{uuid.uuid4().hex[:8]}"  # its own keys in the shared Redis and registry
     selection = ["features/feature_views", "features/training_set"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
 
 
 def lake_summary(lake: ObjectStore) -> list[str]:
@@ -94,7 +94,7 @@ def models_summary(lake: ObjectStore) -> list[str]:
 
 def registry_summary(client, name: str) -> list[str]:
     """Every registered version: its training window, holdout ROC-AUC and the gate's verdict."""
-    from mlops_assets.defs.training.registry import CHALLENGER, CHAMPION, alias_version
+    from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version
 
     versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
     if not versions:

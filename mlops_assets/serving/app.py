@@ -375,7 +375,7 @@ def create_app_from_settings(settings, online_store: str | None = None, config: 
 
     from mlops_assets.defs.features.feast_assets import feast_resource
     from mlops_assets.defs.training.definitions import mlflow_resource
-    from mlops_assets.lib.resources import build_resources
+    from mlops_assets.resources.profiles import build_resources
 
     overrides = {"online_store": online_store} if online_store else {}
     resources = {

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlops_assets.defs.training.registry import CHAMPION, DEFAULT_THRESHOLD, alias_version, decision_threshold
-from mlops_assets.defs.training.resources import MlflowResource
+from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.serving.features import ModelInputs
+from mlops_assets.training.registry import CHAMPION, DEFAULT_THRESHOLD, alias_version, decision_threshold
 
 log = logging.getLogger("mlops.serving")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.defs.features.feast_store import FULL_FEATURE_NAMES, FeastResource
+from mlops_assets.resources.feature_store import FULL_FEATURE_NAMES, FeastResource
 
 log = logging.getLogger("mlops.serving")
 

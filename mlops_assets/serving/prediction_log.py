@@ -28,7 +28,7 @@ import threading
 import uuid
 from typing import Any
 
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
 
 log = logging.getLogger("mlops.serving")
 

@@ -13,7 +13,7 @@ then moved into place with one rename (atomic: a reader sees the old file or the
 With an S3 lake and an embedded Spark session (which has no S3 connector: pyspark ships no hadoop-aws
 jar), the staging folder is local scratch space and each day's file is uploaded with one PUT instead.
 
-The inputs come from the `warehouse` resource (mlops_assets/defs/transform/warehouse.py): the DuckDB
+The inputs come from the `warehouse` resource (mlops_assets/resources/warehouse.py): the DuckDB
 file locally, PostgreSQL in production, both read into Arrow with the same schema on the driver and
 handed to Spark, so the features do not depend on the warehouse. (Spark's own JDBC reader would need
 the PostgreSQL JDBC jar, which pyspark does not ship and this platform does not download.)
@@ -27,13 +27,13 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.defs.features.flight_features import LOOKBACK_DAYS
-from mlops_assets.defs.features.spark import SparkResource
-from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
+from mlops_assets.features.flight_features import LOOKBACK_DAYS
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
 from mlops_assets.lib.settings import Settings
-from mlops_assets.lib.storage import LocalObjectStore, ObjectStore
+from mlops_assets.resources.spark import SparkResource
+from mlops_assets.resources.storage import LocalObjectStore, ObjectStore
+from mlops_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 
 ASSET_KEY = dg.AssetKey(["features", "flight_features"])
 GROUP = "features"
@@ -98,7 +98,7 @@ def as_warehouse(warehouse: Warehouse | Path) -> Warehouse:
 
 def read_warehouse_inputs(warehouse: Warehouse | Path, first: dt.date, last: dt.date):
     """(flights, weather) as Arrow tables from the warehouse (DuckDB or PostgreSQL, same schema)."""
-    from mlops_assets.defs.features.flight_features import WEATHER_COLUMNS, input_window
+    from mlops_assets.features.flight_features import WEATHER_COLUMNS, input_window
 
     source = as_warehouse(warehouse)
     low, high = input_window(first, last)
@@ -129,7 +129,7 @@ def write_tables(
     with pyarrow, which saves four Spark jobs of a file per day each (about 10 s each on 2 cores for
     a year).
     """
-    from mlops_assets.defs.features.flight_features import DAY_COLUMN, TABLES
+    from mlops_assets.features.flight_features import DAY_COLUMN, TABLES
 
     staging = staging or lake
     staging_key = f"{FEATURES_PREFIX}/.staging-{uuid.uuid4().hex}"
@@ -160,7 +160,7 @@ def split_by_entity(lake: ObjectStore, keys: list[str]) -> dict[str, list[str]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from mlops_assets.defs.features.flight_features import ENTITY_TYPES, STAT_COLUMNS
+    from mlops_assets.features.flight_features import ENTITY_TYPES, STAT_COLUMNS
 
     written: dict[str, list[str]] = {f"delay_stats_{e}": [] for e in ENTITY_TYPES}
     for key in keys:
@@ -188,7 +188,7 @@ def publish_days(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops_assets.defs.features.flight_features import DAY_COLUMN
+    from mlops_assets.features.flight_features import DAY_COLUMN
 
     staging = staging or lake
     staged: dict[str, list[str]] = {}
@@ -268,7 +268,7 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     def flight_features(
         context: dg.AssetExecutionContext, spark: SparkResource, lake: ObjectStore, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        from mlops_assets.defs.features.flight_features import build_features, input_window, snapshot_hours
+        from mlops_assets.features.flight_features import build_features, input_window, snapshot_hours
 
         window = context.partition_time_window
         first, last = window.start.date(), (window.end - dt.timedelta(days=1)).date()

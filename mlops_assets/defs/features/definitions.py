@@ -12,8 +12,8 @@ import os
 import dagster as dg
 
 from mlops_assets.defs.features.assets import build_feature_assets
-from mlops_assets.defs.features.spark import SparkResource
 from mlops_assets.lib.settings import Settings, load_settings
+from mlops_assets.resources.spark import SparkResource
 
 SPARK_REMOTE_ENV = "MLOPS_SPARK_REMOTE"
 SPARK_MASTER_ENV = "MLOPS_SPARK_MASTER"

@@ -17,18 +17,18 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.defs.features.feast_store import (
+from mlops_assets.lib.automation import on_new_data
+from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.lib.settings import Settings
+from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
+from mlops_assets.resources.feature_store import (
     DEFAULT_REDIS_URL,
     FULL_FEATURE_NAMES,
     FeastResource,
     day_of_file,
 )
-from mlops_assets.defs.transform.warehouse import DuckDBWarehouse, Warehouse
-from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions
-from mlops_assets.lib.settings import Settings
-from mlops_assets.lib.storage import ObjectStore
-from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 
 GROUP = "features"
 OWNERS = ["team:ml-platform"]
@@ -320,7 +320,7 @@ def training_set(
 def feast_resource(settings: Settings, **overrides) -> FeastResource:
     """The FeastResource of a profile (EnvVar for the production settings, read when a run starts: the Redis
     URL may carry a password)."""
-    from mlops_assets.lib.resources import S3_ENDPOINT_ENV, env_setting
+    from mlops_assets.resources.profiles import S3_ENDPOINT_ENV, env_setting
 
     if settings.profile == "production":
         return FeastResource(

@@ -11,7 +11,7 @@ from mlops_assets.lib.settings import Settings, load_settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Assets feature_views, online_store, training_set and {"feast": FeastResource} for the profile.
 
-    The training set also needs the `lake` resource (mlops_assets.lib.resources.build_resources).
+    The training set also needs the `lake` resource (mlops_assets.resources.profiles.build_resources).
     """
     settings = settings or load_settings()
     return dg.Definitions(assets=build_feast_assets(), resources={"feast": feast_resource(settings)})

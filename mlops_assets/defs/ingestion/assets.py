@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.defs.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES, TableContract
+from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES, TableContract
 from mlops_assets.lib.calendar import daily_partitions
-from mlops_assets.lib.storage import ObjectStore, StoredObject
+from mlops_assets.resources.storage import ObjectStore, StoredObject
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +106,7 @@ def ingest(
     reference_sets: dict[str, frozenset[str]] | None = None,
 ) -> Ingested:
     """Read and validate the given partitions' landed files; nothing is written to raw/ here."""
-    from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN, validate_rows
+    from mlops_assets.ingestion.rules import PARTITION_COLUMN, validate_rows
 
     read = [_read(contract, p, landing_zone, lake, log) for p in partitions]
     unreadable = [r for r in read if isinstance(r, str)]
@@ -145,8 +145,8 @@ def ingest(
 
 def _read(contract: TableContract, partition: str | None, landing_zone: ObjectStore, lake: ObjectStore, log):
     """(landed object, RawTable), or the message of a file refused whole (already quarantined)."""
-    from mlops_assets.defs.ingestion.parsing import UnreadableFile, read_landed_csv
-    from mlops_assets.defs.ingestion.quarantine import quarantine_file, quarantine_reference
+    from mlops_assets.ingestion.parsing import UnreadableFile, read_landed_csv
+    from mlops_assets.ingestion.quarantine import quarantine_file, quarantine_reference
 
     key = landing_key(contract.name, partition)
     try:
@@ -184,7 +184,7 @@ def _check_results(
     reference_sets: dict[str, frozenset[str]],
     max_fraction: float,
 ) -> list[dg.AssetCheckResult]:
-    from mlops_assets.defs.ingestion.gx_suite import run_suite
+    from mlops_assets.ingestion.gx_suite import run_suite
 
     suite = run_suite(ingested.accepted, contract, reference_sets)
     rows_in, quarantined = ingested.rows_in, len(ingested.quarantined)
@@ -246,7 +246,7 @@ def shrink_refusals(deliveries: list[Delivery], config: IngestConfig) -> list[st
 
 
 def _stage(ingested: Ingested, contract: TableContract, staging) -> None:
-    from mlops_assets.defs.ingestion.quarantine import rows_key
+    from mlops_assets.ingestion.quarantine import rows_key
 
     for delivery in ingested.deliveries:
         staging.write_parquet(lake_key(contract.name, delivery.partition), delivery.accepted)
@@ -265,7 +265,7 @@ def _refuse(
 ) -> dg.Failure:
     """Keep the refused delivery's quarantine under refused/, drop the rest of the staging. `shrinks`:
     a reason is the shrink guard (the message then says how to allow it)."""
-    from mlops_assets.defs.ingestion.quarantine import refused_folder, rows_key, write_refusal
+    from mlops_assets.ingestion.quarantine import refused_folder, rows_key, write_refusal
 
     kept = {}
     for delivery in ingested.deliveries:
@@ -307,7 +307,7 @@ def _refuse(
 
 
 def _partition_metadata(contract: TableContract, delivery: Delivery, lake: ObjectStore) -> dict[str, object]:
-    from mlops_assets.defs.ingestion.quarantine import rows_key
+    from mlops_assets.ingestion.quarantine import rows_key
 
     metadata: dict[str, object] = {
         "rows_in": delivery.rows_in,
@@ -333,8 +333,8 @@ def _partition_metadata(contract: TableContract, delivery: Delivery, lake: Objec
 
 
 def _run_metadata(contract: TableContract, ingested: Ingested) -> dict[str, object]:
-    from mlops_assets.defs.ingestion.metadata import describe_frame
-    from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN
+    from mlops_assets.ingestion.metadata import describe_frame
+    from mlops_assets.ingestion.rules import PARTITION_COLUMN
 
     rows = [
         {"partition": d.label, "accepted": len(d.accepted), "quarantined": len(d.quarantined)}
@@ -367,7 +367,7 @@ def deliver(
     references: dict[str, frozenset[str]],
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
     """Read, validate, stage, check; then commit and materialize, or refuse and keep the old data."""
-    from mlops_assets.defs.ingestion.staging import Staging, remove_abandoned_staging
+    from mlops_assets.ingestion.staging import Staging, remove_abandoned_staging
 
     run_id = context.run.run_id
     removed = remove_abandoned_staging(lake, context.instance, run_id)

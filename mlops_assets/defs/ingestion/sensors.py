@@ -26,8 +26,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from mlops_assets.defs.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES
-from mlops_assets.lib.storage import ObjectStore, StoredObject, is_temporary
+from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES
+from mlops_assets.resources.storage import ObjectStore, StoredObject, is_temporary
 
 DAILY_FILE = re.compile(r"^(?P<table>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})\.csv$")
 REFERENCE_FILE = re.compile(r"^reference/(?P<table>[a-z_]+)\.csv$")

@@ -19,11 +19,12 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.defs.predictions.assets import BATCH_PREDICTIONS, predictions_key
-from mlops_assets.defs.training.resources import MlflowResource, TrainingPlan
-from mlops_assets.defs.transform.warehouse import Warehouse
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.tracking import MlflowResource
+from mlops_assets.resources.training_plan import TrainingPlan
+from mlops_assets.resources.warehouse import Warehouse
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
@@ -82,8 +83,8 @@ def reference_frame(lake: ObjectStore, mlflow: MlflowResource, champion, rows: i
     cached per version in the lake (the same reference for every day the version serves)."""
     import mlflow as mlflow_api
 
-    from mlops_assets.defs.training.data import model_input_frame
     from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.training.data import model_input_frame
 
     key = f"{REFERENCE_PREFIX}/v{champion.version}_{rows}.parquet"
     if lake.exists(key):
@@ -117,7 +118,7 @@ def link(uri: str) -> dg.MetadataValue:
 
 
 def require_champion(mlflow: MlflowResource):
-    from mlops_assets.defs.training.registry import champion_info
+    from mlops_assets.training.registry import champion_info
 
     champion = champion_info(mlflow.client(), mlflow.model_name)
     if champion is None:
@@ -129,8 +130,8 @@ def require_champion(mlflow: MlflowResource):
 
 
 def drift_of_day(lake, reference, day, scratch, config: MonitoringConfig) -> dict[str, Any]:
-    from mlops_assets.defs.monitoring.evidently_reports import data_drift
     from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.monitoring.reports import data_drift
 
     current = read_predictions(lake, day)
     categorical = [c for c in categorical_columns(reference) if c not in WITHIN_DAY_CONSTANT]
@@ -240,8 +241,8 @@ def read_labels(warehouse: Warehouse, day: dt.date):
 
 
 def performance_of_day(lake, labels, day, scratch) -> dict[str, Any]:
-    from mlops_assets.defs.monitoring.evidently_reports import classification_quality
     from mlops_assets.ml.metrics import classification_metrics
+    from mlops_assets.monitoring.reports import classification_quality
 
     predictions = read_predictions(lake, day)
     frame = predictions.merge(labels, on="flight_id", how="inner", validate="one_to_one")

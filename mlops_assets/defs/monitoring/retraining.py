@@ -28,9 +28,9 @@ from mlops_assets.defs.training.assets import (
     TRAINING_SET,
     TUNED,
 )
-from mlops_assets.defs.training.resources import MlflowResource
 from mlops_assets.lib.calendar import FIRST_DAY
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.tracking import MlflowResource
 
 JOB_NAME = "retrain_model"
 SENSOR_NAME = "retraining_sensor"
@@ -176,7 +176,7 @@ def evaluate(
 ) -> tuple[Decision, dict[str, Any]]:
     """The decision from the instance, the lake's monitoring records and the registry (sensor, schedule
     and `mlops` share it)."""
-    from mlops_assets.defs.training.registry import champion_info
+    from mlops_assets.training.registry import champion_info
 
     state = json.loads(cursor) if cursor else {}
     last_end = state.get("last_window_end")

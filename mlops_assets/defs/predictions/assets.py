@@ -15,11 +15,11 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.defs.features.feast_store import FeastResource
-from mlops_assets.defs.training.resources import MlflowResource
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.feature_store import FeastResource
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.tracking import MlflowResource
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
@@ -57,8 +57,8 @@ def score_day(flights, features, champion, model) -> Any:
     """Model inputs, probability, decision and the model identity for each flight."""
     import pandas as pd
 
-    from mlops_assets.defs.training.data import model_input_frame
     from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.training.data import model_input_frame
 
     joined = flights.merge(
         features.drop(columns=[c for c in ENTITY_COLUMNS if c != "flight_id"], errors="ignore"),
@@ -137,7 +137,7 @@ def batch_predictions(
     import mlflow as mlflow_api
     import pandas as pd
 
-    from mlops_assets.defs.training.registry import champion_info
+    from mlops_assets.training.registry import champion_info
 
     started = time.perf_counter()
     window = context.partition_time_window

@@ -19,16 +19,18 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.defs.training.data import TrainingData, load_training_data, model_input_frame
-from mlops_assets.defs.training.lineage import (
+from mlops_assets.lib.lineage import (
     Resolved,
     pinned_in_run,
     require_same,
     run_training_set,
     upstream_training_set,
 )
-from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.compute import ComputeResource
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.tracking import MlflowResource
+from mlops_assets.resources.training_plan import TrainingPlan
+from mlops_assets.training.data import TrainingData, load_training_data, model_input_frame
 
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
@@ -128,7 +130,7 @@ def tuned_hyperparameters(
     import pandas as pd
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from mlops_assets.defs.training.tuning import run_tuning
+    from mlops_assets.training.tuning import run_tuning
 
     resolved = run_training_set(context, lake, CHAIN)
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
@@ -321,11 +323,11 @@ def flight_delay_model(
     import numpy as np
     import torch
 
-    from mlops_assets.defs.training.pyfunc import log_pytorch_model
     from mlops_assets.ml.bundle import ModelBundle
     from mlops_assets.ml.device import describe
     from mlops_assets.ml.fit import HyperParameters, Tensors, fit, predict_tensors
     from mlops_assets.ml.metrics import f1_threshold
+    from mlops_assets.training.pyfunc import log_pytorch_model
 
     resolved = run_training_set(context, lake, CHAIN)
     tuned, tuned_on = consumed(context, lake, TUNED)
@@ -451,7 +453,7 @@ def score_models(
     lake records)."""
     import mlflow as mlflow_api
 
-    from mlops_assets.defs.training.registry import CHAMPION, alias_version
+    from mlops_assets.training.registry import CHAMPION, alias_version
 
     scores = {
         "candidate": (mlflow_api.pyfunc.load_model(model["model_uri"]).predict(frame).to_numpy(), model)
@@ -640,7 +642,7 @@ def registered_model(
 ) -> dg.MaterializeResult:
     import mlflow as mlflow_api
 
-    from mlops_assets.defs.training import registry
+    from mlops_assets.training import registry
 
     evaluation, evaluated_on = consumed(context, lake, EVALUATION)
     model, model_on = consumed(context, lake, MODEL)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.defs.training.assets import build_training_assets
-from mlops_assets.defs.training.resources import ComputeResource, MlflowResource, TrainingPlan
 from mlops_assets.lib.settings import Settings, load_settings
+from mlops_assets.resources.compute import ComputeResource
+from mlops_assets.resources.tracking import MlflowResource
+from mlops_assets.resources.training_plan import TrainingPlan
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 RAY_ADDRESS_ENV = "MLOPS_RAY_ADDRESS"

@@ -27,9 +27,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from mlops_assets.defs.transform.warehouse import DAILY_RAW_TABLES, REFERENCE_RAW_TABLES, Warehouse
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.resources.warehouse import DAILY_RAW_TABLES, REFERENCE_RAW_TABLES, Warehouse
 
 GROUP = "transform"
 OWNER = "team:analytics-engineering"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.defs.transform.assets import MlopsDbtTranslator, build_dbt_assets
-from mlops_assets.defs.transform.project import ADAPTERS, dbt_project, dbt_resource, prepare_manifest
-from mlops_assets.defs.transform.warehouse import warehouse_resource
 from mlops_assets.lib.settings import Settings, load_settings
+from mlops_assets.resources.warehouse import warehouse_resource
+from mlops_assets.transform.dbt_project import ADAPTERS, dbt_project, dbt_resource, prepare_manifest
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -21,7 +21,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mlops_assets.defs.ingestion.contracts import TableContract
+from mlops_assets.ingestion.contracts import TableContract
 
 # The 1-based line of the header; data rows start on line 2.
 HEADER_LINE = 1

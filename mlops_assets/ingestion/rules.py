@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.defs.ingestion.contracts import (
+from mlops_assets.ingestion.contracts import (
     LOCAL_TZ,
     NULL_TOKENS,
     PANDAS_DTYPES,
     Column,
     TableContract,
 )
-from mlops_assets.defs.ingestion.parsing import RawTable
+from mlops_assets.ingestion.parsing import RawTable
 
 PARTITION_COLUMN = "_partition"
 # _raw_line: the landed text of a line that is not a well-formed row (its cells are then all null).

@@ -7,8 +7,8 @@ manifest replaces the old one atomically. So, unlike dagster-dbt's `prepare_if_d
 on every load under `dagster dev`), a load costs nothing once the manifest is fresh, and an edit of the
 dbt project is still picked up by the next load. To refresh it by hand (or when building an image):
 
-    python -m mlops_assets.defs.transform.project
-    dagster-dbt project prepare-and-package --file mlops_assets/defs/transform/project.py
+    python -m mlops_assets.transform.dbt_project
+    dagster-dbt project prepare-and-package --file mlops_assets/transform/dbt_project.py
 
 The manifest describes the graph only (models, tests, columns), so it is always parsed with the
 embedded `local` target, which needs no server; runs use the target of the profile (`production`:
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 # dbt target per platform profile (MLOPS_PROFILE); both live in dbt/profiles.yml.
 TARGETS: dict[str, str] = {"local": "local", "production": "production"}
 ADAPTERS: dict[str, str] = {"local": "duckdb", "production": "postgres"}
@@ -118,7 +118,7 @@ def prepare_manifest(force: bool = False) -> Path:
     return project.manifest_path
 
 
-# For `dagster-dbt project prepare-and-package --file mlops_assets/defs/transform/project.py` (which looks
+# For `dagster-dbt project prepare-and-package --file mlops_assets/transform/dbt_project.py` (which looks
 # for DbtProject objects at the top level of a file; it needs `dbt` on PATH). Reads dbt_project.yml only.
 local_dbt_project = dbt_project(PARSE_TARGET)
 

@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.defs.features.feast_assets import TRAINING_SET_POINTER, canonical_hash
-from mlops_assets.lib.storage import ObjectStore
 from mlops_assets.lib.training_set import TrainingSetIdentity
+from mlops_assets.resources.storage import ObjectStore
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Resources of the training stage: where MLflow is, what hardware trains, and how data is split.
+"""MLflow tracking and model registry: a local SQLite store or an MLflow server, behind one resource.
 
 The experiment tracker is wrapped here rather than taken from dagster-mlflow: dagster-mlflow 0.29 offers
 only a function-style resource (no ConfigurableResource, so no local/production pair behind one interface),
@@ -7,9 +7,6 @@ the MLflow run too early (dagster issue 21872). `mlflow` is imported inside the 
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -57,51 +54,3 @@ class MlflowResource(dg.ConfigurableResource):
         return (
             f"mlflow ui --backend-store-uri {self.tracking_uri}  →  experiment {experiment_id}, run {run_id}"
         )
-
-
-class ComputeResource(dg.ConfigurableResource):
-    """Which device trains and what each Ray trial asks for. `auto` takes CUDA where there is one."""
-
-    device: str = Field(default="auto", description="`auto`, `cpu`, `cuda` or `cuda:N`.")
-    ray_address: str | None = Field(
-        default=None, description="None: start a local Ray; `ray://host:10001` or `auto` for a cluster."
-    )
-    num_cpus: int | None = Field(
-        default=None, description="CPUs of the local Ray (None: all of the machine)."
-    )
-    cpus_per_trial: int = Field(default=1, description="CPUs (and torch threads) per Ray Tune trial.")
-    gpus_per_trial: float = Field(
-        default=1.0, description="GPUs per trial when training on CUDA (1: trials take turns on the device)."
-    )
-    storage_path: str | None = Field(default=None, description="Ray Tune results; None: <home>/ray_results.")
-
-    def training_device(self):
-        from mlops_assets.ml.device import resolve_device
-
-        return resolve_device(self.device)
-
-    def trial_resources(self) -> dict[str, float]:
-        on_gpu = self.training_device().type == "cuda"
-        return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial if on_gpu else 0}
-
-    def ray_init_kwargs(self) -> dict[str, Any]:
-        if self.ray_address:
-            return {"address": self.ray_address}
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if self.num_cpus:
-            kwargs["num_cpus"] = self.num_cpus
-        return kwargs
-
-
-class TrainingPlan(dg.ConfigurableResource):
-    """How every model of the stage splits the training set, so all are judged on the same rows."""
-
-    holdout_days: int = Field(default=14, description="Last days of the window: the temporal holdout.")
-    valid_days: int = Field(default=14, description="Days before the holdout: early stopping and tuning.")
-    seed: int = Field(default=0, description="Seed of weights, batches, trial sampling and baselines.")
-    home: str = Field(description="MLOPS_HOME: scratch space for model bundles and Ray results.")
-
-    def scratch(self, *parts: str) -> Path:
-        path = Path(self.home).joinpath("scratch", *parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_assets.defs.ingestion.contracts import LOCAL_TZ, TableContract
-from mlops_assets.defs.ingestion.rules import PARTITION_COLUMN, calendar_dates
+from mlops_assets.ingestion.contracts import LOCAL_TZ, TableContract
+from mlops_assets.ingestion.rules import PARTITION_COLUMN, calendar_dates
 
 # The element types GX observes for each contract dtype of our stored frames.
 GX_TYPES = {"int": "int64", "float": "float64", "str": "str", "timestamp": "Timestamp"}

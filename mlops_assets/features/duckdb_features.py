@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from mlops_assets.defs.features.flight_features import (
+from mlops_assets.features.flight_features import (
     DAY_COLUMN,
     ENTITY_HISTORY_DAYS,
     ENTITY_TYPES,

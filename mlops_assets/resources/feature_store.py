@@ -36,7 +36,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
+REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 REPO_MODULE = "flight_delay_repo.py"
 DEFAULT_PROJECT = "flight_delay"
 DEFAULT_REDIS_URL = "127.0.0.1:6379"

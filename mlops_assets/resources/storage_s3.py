@@ -10,7 +10,7 @@ from typing import Any
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.lib.storage import ObjectStore, OutsideStore, StoredObject, checked_key, key_problem
+from mlops_assets.resources.storage import ObjectStore, OutsideStore, StoredObject, checked_key, key_problem
 
 
 class S3ObjectStore(ObjectStore):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.defs.ingestion.contracts import PANDAS_DTYPES, TableContract
+from mlops_assets.ingestion.contracts import PANDAS_DTYPES, TableContract
 
 
 def table_schema(contract: TableContract) -> dg.TableSchema:

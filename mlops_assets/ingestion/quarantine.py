@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from mlops_assets.defs.ingestion.parsing import UnreadableFile
-from mlops_assets.lib.storage import ObjectStore, StoredObject
+from mlops_assets.ingestion.parsing import UnreadableFile
+from mlops_assets.resources.storage import ObjectStore, StoredObject
 
 REFUSED_LINK_PROBLEM = "refused, not read"
 

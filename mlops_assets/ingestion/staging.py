@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
 
 # A leading "_" marks a name that holds no data for Spark, Hive and most lake tools, so a recursive
 # reader of the lake skips the staging folder too.

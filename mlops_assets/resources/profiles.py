@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.lib.settings import Settings
-from mlops_assets.lib.storage import LocalObjectStore, ObjectStore
+from mlops_assets.resources.storage import LocalObjectStore, ObjectStore
 
 S3_BUCKET_ENV = "MLOPS_S3_BUCKET"
 S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
@@ -37,7 +37,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 def _production_resources() -> dict[str, Any]:
     from dagster_aws.s3 import S3Resource
 
-    from mlops_assets.lib.s3_store import S3ObjectStore
+    from mlops_assets.resources.storage_s3 import S3ObjectStore
 
     # Optional settings are looked up here, when the definitions are built; secrets (AWS keys)
     # stay with boto3's own chain and never pass through our config.

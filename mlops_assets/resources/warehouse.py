@@ -25,7 +25,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.lib.storage import ObjectStore
+from mlops_assets.resources.storage import ObjectStore
 
 RAW_SCHEMA = "raw"
 DAILY_RAW_TABLES = ("flights", "weather")
@@ -309,7 +309,7 @@ def rows_to_batch(rows: list[tuple], schema):
 def warehouse_resource(settings) -> Warehouse:
     """The warehouse of a profile. Production reads dbt's own DBT_PG_* variables (EnvVar: resolved when a
     run starts; the defaults are those of dbt/profiles.yml) and loads from the production lake."""
-    from mlops_assets.lib.resources import build_resources, env_setting
+    from mlops_assets.resources.profiles import build_resources, env_setting
 
     if settings.profile == "local":
         return DuckDBWarehouse(path=str(settings.home / "warehouse.duckdb"))  # as in dbt/profiles.yml
