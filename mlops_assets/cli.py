@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlops_assets.lib.calendar import RANGE_END_TAG, RANGE_START_TAG
+
 DEFAULT_START = "2013-01-01"
 DEFAULT_END = "2013-03-31"
 # The demo's runs, in graph order: reference tables, then the window of daily assets as one single-run
@@ -170,8 +172,8 @@ def _run_target(run) -> str:
     assets = ",".join(keys[:3]) + (f",+{len(keys) - 3}" if len(keys) > 3 else "")
     tags = run.tags
     start, end = (
-        tags.get("dagster/asset_partition_range_start"),
-        tags.get("dagster/asset_partition_range_end"),
+        tags.get(RANGE_START_TAG),
+        tags.get(RANGE_END_TAG),
     )
     partition = f"{start}..{end}" if start and end else tags.get("dagster/partition", "")
     return " ".join(part for part in (run.job_name, assets, partition) if part)

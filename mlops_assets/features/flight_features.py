@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+
+from mlops_assets.lib.calendar import LOCAL_TZ
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-LOCAL_TZ = ZoneInfo("America/New_York")
 UTC = dt.UTC
 WINDOWS_DAYS = (1, 7, 28)
 ENTITY_TYPES = ("carrier", "origin", "dest", "route")

@@ -20,7 +20,6 @@ PANDAS_DTYPES: dict[str, str] = {
 }
 NULL_TOKENS = frozenset({"", "NA", "NaN", "nan", "null", "NULL", "None"})
 NYC_ORIGINS = frozenset({"EWR", "JFK", "LGA"})
-LOCAL_TZ = "America/New_York"
 
 
 @dataclass(frozen=True)

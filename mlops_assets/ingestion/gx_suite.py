@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_assets.ingestion.contracts import LOCAL_TZ, TableContract
+from mlops_assets.ingestion.contracts import TableContract
 from mlops_assets.ingestion.rules import PARTITION_COLUMN, calendar_dates
+from mlops_assets.lib.calendar import LOCAL_TZ_NAME
 
 # The element types GX observes for each contract dtype of our stored frames.
 GX_TYPES = {"int": "int64", "float": "float64", "str": "str", "timestamp": "Timestamp"}
@@ -85,7 +86,7 @@ def with_partition_witnesses(frame: pd.DataFrame, contract: TableContract) -> pd
     calendar = calendar_dates(frame, contract)
     out[CALENDAR_DATE] = calendar.dt.strftime("%Y-%m-%d").astype("string")
     if contract.partition_timestamp:
-        local = frame[contract.partition_timestamp].dt.tz_convert(LOCAL_TZ)
+        local = frame[contract.partition_timestamp].dt.tz_convert(LOCAL_TZ_NAME)
         out[LOCAL_DATE] = local.dt.strftime("%Y-%m-%d").astype("string")
     return out
 

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ingestion.contracts import (
-    LOCAL_TZ,
     NULL_TOKENS,
     PANDAS_DTYPES,
     Column,
     TableContract,
 )
 from mlops_assets.ingestion.parsing import RawTable
+from mlops_assets.lib.calendar import LOCAL_TZ_NAME
 
 PARTITION_COLUMN = "_partition"
 # _raw_line: the landed text of a line that is not a well-formed row (its cells are then all null).
@@ -232,7 +232,7 @@ def _apply_partition_rules(
     stamp_column = contract.partition_timestamp
     if stamp_column:
         stamps = frame[stamp_column]
-        local_dates = stamps.dt.tz_convert(LOCAL_TZ).dt.normalize().dt.tz_localize(None)
+        local_dates = stamps.dt.tz_convert(LOCAL_TZ_NAME).dt.normalize().dt.tz_localize(None)
         off_day = stamps.notna().to_numpy() & (local_dates != expected).to_numpy()
         reasons.add(
             off_day,

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mlops_assets.lib.calendar import LOCAL_TZ_NAME as LOCAL_TZ
+
 LABEL = "label_late"
 TIMESTAMP = "event_timestamp"
-LOCAL_TZ = "America/New_York"
 # Entity columns the model reads as categories (route is carrier-free and too sparse per day to help).
 ENTITY_CATEGORIES = ("carrier", "origin", "dest")
 # Features that are codes rather than quantities.

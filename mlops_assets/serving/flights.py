@@ -20,14 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from mlops_assets.lib.calendar import FIRST_DAY, LAST_DAY
+from mlops_assets.lib.calendar import FIRST_DAY, LAST_DAY, LOCAL_TZ
 
-LOCAL_TZ = ZoneInfo("America/New_York")
 WALL_MARGIN = dt.timedelta(days=2)  # how far a departure's own wall-clock day can be from its New York day
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 ORIGINS = ("EWR", "JFK", "LGA")

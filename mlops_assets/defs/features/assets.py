@@ -29,17 +29,16 @@ import dagster as dg
 
 from mlops_assets.features.flight_features import LOOKBACK_DAYS
 from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.lib.calendar import daily_partitions, days_between, window_bounds
+from mlops_assets.lib.keys import FCT_FLIGHTS, FLIGHT_FEATURES, STG_WEATHER
 from mlops_assets.lib.settings import Settings
 from mlops_assets.resources.spark import SparkResource
 from mlops_assets.resources.storage import LocalObjectStore, ObjectStore
 from mlops_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 
-ASSET_KEY = dg.AssetKey(["features", "flight_features"])
+ASSET_KEY = FLIGHT_FEATURES
 GROUP = "features"
 OWNER = "team:ml-platform"
-FCT_FLIGHTS = dg.AssetKey(["fct_flights"])
-STG_WEATHER = dg.AssetKey(["stg_weather"])
 UPSTREAM = (FCT_FLIGHTS, STG_WEATHER)
 FEATURES_PREFIX = "features"
 # Features whose null rate a person wants to see on each materialization.
@@ -271,7 +270,7 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         from mlops_assets.features.flight_features import build_features, input_window, snapshot_hours
 
         window = context.partition_time_window
-        first, last = window.start.date(), (window.end - dt.timedelta(days=1)).date()
+        first, last = window_bounds(window)
         days = days_between(first, last)
         started = time.perf_counter()
         flights_arrow, weather_arrow = read_warehouse_inputs(warehouse, first, last)

@@ -12,13 +12,13 @@ import io
 import json
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.lib.calendar import LOCAL_TZ, daily_partitions
+from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES
 from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
 from mlops_assets.resources.feature_store import (
@@ -32,10 +32,6 @@ from mlops_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 
 GROUP = "features"
 OWNERS = ["team:ml-platform"]
-LOCAL_TZ = ZoneInfo("America/New_York")
-FLIGHT_FEATURES = dg.AssetKey(["features", "flight_features"])
-FEATURE_VIEWS = dg.AssetKey(["features", "feature_views"])
-FCT_FLIGHTS = dg.AssetKey(["fct_flights"])
 ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
 # A flight's schedule row is stamped 24 h before its departure: partition D also (re)writes the rows
 # stamped on D-1, so the flights of D are online even when D's file lands after D-1 was materialized.

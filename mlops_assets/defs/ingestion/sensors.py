@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES
+from mlops_assets.lib.calendar import RANGE_END_TAG, RANGE_START_TAG
 from mlops_assets.resources.storage import ObjectStore, StoredObject, is_temporary
 
 DAILY_FILE = re.compile(r"^(?P<table>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})\.csv$")
@@ -35,8 +36,6 @@ SENSOR_NAME = "landing_zone_sensor"
 FILE_TAG = "mlops/landed_file"
 VERSION_TAG = "mlops/landed_version"
 # Dagster's tags of a ranged run (what `dagster asset materialize --partition-range` sets).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKLOG_DAYS = 7  # more new days of one table than this in one tick: ranged runs
 MAX_RANGE_DAYS = 31  # a ranged run's blocking checks gate all its days: keep the blast radius a month
 

@@ -20,7 +20,8 @@ from pydantic import Field
 
 from mlops_assets.defs.predictions.assets import BATCH_PREDICTIONS, predictions_key
 from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.lib.calendar import daily_partitions, window_days
+from mlops_assets.lib.keys import DRIFT_REPORT, FCT_FLIGHTS, MODEL_PERFORMANCE, TRAINING_SET
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.resources.training_plan import TrainingPlan
@@ -28,10 +29,6 @@ from mlops_assets.resources.warehouse import Warehouse
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
-DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
-MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
-TRAINING_SET = dg.AssetKey(["features", "training_set"])
-FCT_FLIGHTS = dg.AssetKey(["fct_flights"])
 REFERENCE_PREFIX = "monitoring/reference"
 
 
@@ -48,7 +45,7 @@ def read_records(lake: ObjectStore, asset: dg.AssetKey) -> list[dict[str, Any]]:
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     window = context.partition_time_window
-    return days_between(window.start.date(), (window.end - dt.timedelta(days=1)).date())
+    return window_days(window)
 
 
 def read_predictions(lake: ObjectStore, day: dt.date):

@@ -29,6 +29,7 @@ from mlops_assets.defs.training.assets import (
     TUNED,
 )
 from mlops_assets.lib.calendar import FIRST_DAY
+from mlops_assets.lib.keys import FCT_FLIGHTS, FLIGHT_FEATURES
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 
@@ -39,8 +40,8 @@ TRAINING_SET_OP = "features__training_set"
 REASON_TAG = "mlops/retraining_reason"
 WINDOW_TAG = "mlops/training_window"
 RETRAIN_SELECTION = [TRAINING_SET, TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]
-LABELLED = dg.AssetKey(["fct_flights"])
-FEATURES = dg.AssetKey(["features", "flight_features"])
+LABELLED = FCT_FLIGHTS
+FEATURES = FLIGHT_FEATURES
 
 
 class RetrainingPolicy(dg.ConfigurableResource):

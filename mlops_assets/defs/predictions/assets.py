@@ -16,17 +16,14 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.lib.calendar import daily_partitions, window_days
+from mlops_assets.lib.keys import BATCH_PREDICTIONS, FEATURE_VIEWS, FLIGHT_FEATURES, REGISTERED
 from mlops_assets.resources.feature_store import FeastResource
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
-BATCH_PREDICTIONS = dg.AssetKey(["predictions", "batch_predictions"])
-FLIGHT_FEATURES = dg.AssetKey(["features", "flight_features"])
-FEATURE_VIEWS = dg.AssetKey(["features", "feature_views"])
-REGISTERED = dg.AssetKey(["models", "registered_model"])
 SCHEDULE_PREFIX = "features/flight_schedule"
 PREDICTIONS_PREFIX = "predictions/batch"
 # As dbt's `horizon_hours` (dbt/dbt_project.yml): a prediction is made 2 h before the scheduled departure,
@@ -141,7 +138,7 @@ def batch_predictions(
 
     started = time.perf_counter()
     window = context.partition_time_window
-    days = days_between(window.start.date(), (window.end - dt.timedelta(days=1)).date())
+    days = window_days(window)
     champion = champion_info(mlflow.client(), mlflow.model_name)
     if champion is None:
         raise dg.Failure(f"{mlflow.model_name} has no champion: materialize models/registered_model first")

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.lib.keys import BASELINES, EVALUATION, MODEL, REGISTERED, TRAINING_SET, TUNED
 from mlops_assets.lib.lineage import (
     Resolved,
     pinned_in_run,
@@ -35,12 +36,6 @@ from mlops_assets.training.data import TrainingData, load_training_data, model_i
 GROUP = "training"
 OWNERS = ["team:ml-platform"]
 GPU_POOL = "gpu"
-TRAINING_SET = dg.AssetKey(["features", "training_set"])
-TUNED = dg.AssetKey(["models", "tuned_hyperparameters"])
-BASELINES = dg.AssetKey(["models", "baselines"])
-MODEL = dg.AssetKey(["models", "flight_delay_model"])
-EVALUATION = dg.AssetKey(["models", "model_evaluation"])
-REGISTERED = dg.AssetKey(["models", "registered_model"])
 RECORDS = {key: f"models/{key.path[-1]}.json" for key in (TUNED, BASELINES, MODEL, EVALUATION, REGISTERED)}
 CHAIN = [TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]  # the assets that carry the run's training set
 # Types of our own pipelines that skops must be told to trust (we wrote the files ourselves).

@@ -28,7 +28,7 @@ from dagster_dbt import (
 )
 
 from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import daily_partitions, days_between
+from mlops_assets.lib.calendar import daily_partitions, days_between, window_bounds
 from mlops_assets.resources.warehouse import DAILY_RAW_TABLES, REFERENCE_RAW_TABLES, Warehouse
 
 GROUP = "transform"
@@ -103,10 +103,8 @@ def describe_test(test: Mapping[str, Any], key: dg.AssetKey) -> str:
 
 def partition_vars(window: dg.TimeWindow) -> dict[str, str]:
     """The inclusive local dates of a partition window: [start, end) of days -> min_date..max_date."""
-    return {
-        "min_date": window.start.date().isoformat(),
-        "max_date": (window.end - dt.timedelta(days=1)).date().isoformat(),
-    }
+    first, last = window_bounds(window)
+    return {"min_date": first.isoformat(), "max_date": last.isoformat()}
 
 
 def table_models(manifest: Mapping[str, Any], translator: MlopsDbtTranslator) -> dict[str, dict[str, str]]:
