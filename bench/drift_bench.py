@@ -28,9 +28,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from mlops_assets.defs.monitoring.assets import MonitoringConfig, drift_of_day, reference_frame
-    from mlops_assets.defs.training.definitions import mlflow_resource
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.tracking import mlflow_resource
     from mlops_assets.training.registry import champion_info
 
     home = Path(args.home).resolve()

@@ -62,6 +62,7 @@ def prepare_year(home: Path) -> Path:
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.replay import replay
+    from mlops_assets.resources.profiles import build_resources
     from mlops_assets.resources.storage import LocalObjectStore
 
     landing = LocalObjectStore(root=str(home / "landing"))
@@ -75,7 +76,8 @@ def prepare_year(home: Path) -> Path:
     tags = partition_range_tags(YEAR_START.isoformat(), YEAR_END.isoformat())
     dg.materialize(raw, selection=["raw/flights", "raw/weather"], resources=resources, tags=tags)
     log(f"raw assets of 2013 in {time.perf_counter() - started:.0f}s")
-    defs = transform(load_settings())
+    settings = load_settings()
+    defs = dg.Definitions.merge(transform(settings), dg.Definitions(resources=build_resources(settings)))
     assets = list(defs.assets)
     reference = [dg.AssetKey(m) for m in ("stg_airports", "stg_airlines", "stg_planes")]
     dg.materialize(assets, selection=reference, resources=defs.resources)

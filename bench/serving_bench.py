@@ -95,8 +95,8 @@ def _new_york(instant):
 
 
 def redis_feast(home: Path):
-    from mlops_assets.defs.features.feast_assets import feast_resource
     from mlops_assets.lib.settings import Settings
+    from mlops_assets.resources.feature_store import feast_resource
 
     return feast_resource(Settings(profile="local", home=home), online_store="redis")
 

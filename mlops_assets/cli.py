@@ -52,16 +52,16 @@ def _date(text: str) -> dt.date:
 
 def _landing_zone():
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.profiles import build_resources, resolve_store
+    from mlops_assets.resources.storage import object_stores, resolve_store
 
-    return resolve_store(build_resources(load_settings())["landing_zone"])
+    return resolve_store(object_stores(load_settings())["landing_zone"])
 
 
 def _lake():
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.profiles import build_resources, resolve_store
+    from mlops_assets.resources.storage import object_stores, resolve_store
 
-    return resolve_store(build_resources(load_settings())["lake"])
+    return resolve_store(object_stores(load_settings())["lake"])
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -279,12 +279,12 @@ def retrain_if_needed() -> None:
 
     from mlops_assets.defs.monitoring.retraining import (
         RETRAIN_SELECTION,
-        RetrainingPolicy,
         evaluate,
         record_request,
     )
-    from mlops_assets.defs.training.definitions import mlflow_resource
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.retraining_policy import RetrainingPolicy
+    from mlops_assets.resources.tracking import mlflow_resource
 
     trigger = "sensor"
     with (
@@ -344,8 +344,8 @@ def _registry():
     """(client, model name) of the profile's MLflow registry."""
     import dagster as dg
 
-    from mlops_assets.defs.training.definitions import mlflow_resource
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.tracking import mlflow_resource
 
     with dg.build_resources({"mlflow": mlflow_resource(load_settings())}) as built:
         return built.mlflow.client(), built.mlflow.model_name

@@ -1,13 +1,15 @@
 """The one Definitions object of the code location, assembled lazily.
 
-`dagster dev`, `dagster asset materialize -m mlops_assets.definitions` and `dg` call `defs()`.
-Heavy libraries are imported inside the asset bodies, never here. The profile (MLOPS_PROFILE:
-`local`, the default, or `production`) is read when the definitions are built, not at import.
+`dagster dev`, `dagster asset materialize -m mlops_assets.definitions` and `dg` call `defs()`. Each stage
+folder under `defs/` contributes its definitions, `resources.profiles` the resources of the profile
+(MLOPS_PROFILE: `local`, the default, or `production`), read when the definitions are built, not at
+import. Heavy libraries are imported inside the asset bodies, never here.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
 import dagster as dg
@@ -15,26 +17,15 @@ import dagster as dg
 
 @functools.cache
 def build_definitions(profile: str | None = None) -> dg.Definitions:
-    from mlops_assets.defs.features.definitions import build_definitions as features
-    from mlops_assets.defs.features.feast_definitions import build_definitions as feature_store
-    from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
-    from mlops_assets.defs.monitoring.definitions import build_definitions as monitoring
-    from mlops_assets.defs.predictions.definitions import build_definitions as predictions
-    from mlops_assets.defs.training.definitions import build_definitions as training
-    from mlops_assets.defs.transform.definitions import build_definitions as transform
+    from mlops_assets.defs import STAGES
     from mlops_assets.lib.automation import build_automation_sensor
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.profiles import build_resources
 
     settings = load_settings() if profile is None else load_settings({**os.environ, "MLOPS_PROFILE": profile})
+    stages = [importlib.import_module(f"mlops_assets.defs.{stage}.definitions") for stage in STAGES]
     return dg.Definitions.merge(
-        ingestion(),
-        transform(settings),
-        features(settings),
-        feature_store(settings),
-        training(settings),
-        predictions(),
-        monitoring(),
+        *(stage.build_definitions(settings) for stage in stages),
         dg.Definitions(
             resources=build_resources(settings),
             sensors=[build_automation_sensor()],

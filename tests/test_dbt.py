@@ -29,8 +29,12 @@ FLIGHT_KEY = ["carrier", "flight", "origin", "year", "month", "day", "sched_dep_
 
 def transform_definitions(profile: str = "local") -> dg.Definitions:
     from mlops_assets.defs.transform.definitions import build_definitions
+    from mlops_assets.resources.profiles import build_resources
 
-    return build_definitions(load_settings({"MLOPS_PROFILE": profile}) if profile != "local" else None)
+    settings = load_settings({"MLOPS_PROFILE": profile} if profile != "local" else None)
+    return dg.Definitions.merge(
+        build_definitions(settings), dg.Definitions(resources=build_resources(settings))
+    )
 
 
 def run_dbt(defs: dg.Definitions, models, **kwargs) -> dg.ExecuteInProcessResult:
@@ -141,11 +145,8 @@ def test_fct_flights_is_built_per_partition_correct_and_incremental(home):
 
 def test_sources_are_the_raw_assets_in_one_graph():
     from mlops_assets.defs.ingestion.definitions import build_definitions as ingestion
-    from mlops_assets.resources.profiles import build_resources
 
-    defs = dg.Definitions.merge(
-        ingestion(), transform_definitions(), dg.Definitions(resources=build_resources(load_settings()))
-    )
+    defs = dg.Definitions.merge(ingestion(load_settings()), transform_definitions())
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         *SOURCES.values(),

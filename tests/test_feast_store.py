@@ -305,15 +305,17 @@ def _synthetic_warehouse(home: Path, entities: pd.DataFrame) -> None:
 
 def test_assets_materialize_in_process(tmp_path):
     from mlops_assets.defs.features.feast_assets import build_feast_assets
-    from mlops_assets.defs.features.feast_definitions import build_definitions
     from mlops_assets.lib.settings import Settings
+    from mlops_assets.resources.profiles import build_resources
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     home = tmp_path / "home"
     entities = write_synthetic_lake(home / "lake")
     _synthetic_warehouse(home, entities)
-    defs = build_definitions(Settings(profile="local", home=home))
+    defs = dg.Definitions(
+        assets=build_feast_assets(), resources=build_resources(Settings(profile="local", home=home))
+    )
     assert isinstance(defs.resources["feast"], FeastResource)
     resources = {
         "feast": _store(home),

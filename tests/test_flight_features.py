@@ -348,14 +348,13 @@ def test_definitions_wire_the_spark_resource(monkeypatch):
 
     monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark-connect:15002")
     from mlops_assets.resources.profiles import build_resources
-    from mlops_assets.resources.warehouse import DuckDBWarehouse, warehouse_resource
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     settings = load_settings({"MLOPS_HOME": os.getcwd()})
-    # The lake comes from the shared resources and the warehouse from the transform stage, as in
-    # mlops_assets/definitions.py.
-    warehouse = warehouse_resource(settings)
+    # The stage's assets and the profile's resources, as in mlops_assets/definitions.py.
+    shared = dg.Definitions(resources=build_resources(settings))
+    warehouse = shared.resources["warehouse"]
     assert isinstance(warehouse, DuckDBWarehouse) and warehouse.path.endswith("warehouse.duckdb")
-    shared = dg.Definitions(resources={**build_resources(settings), "warehouse": warehouse})
     defs = dg.Definitions.merge(build_definitions(settings), shared)
     with dg.build_resources({"spark": defs.resources["spark"]}) as built:  # EnvVar read at run time
         assert built.spark.remote == "sc://spark-connect:15002" and built.spark.is_remote

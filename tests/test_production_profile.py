@@ -68,7 +68,8 @@ def production(s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 def _production_stores():
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.profiles import build_resources, resolve_store
+    from mlops_assets.resources.profiles import build_resources
+    from mlops_assets.resources.storage import resolve_store
     from mlops_assets.resources.storage_s3 import S3ObjectStore
 
     settings = load_settings()

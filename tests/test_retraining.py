@@ -6,7 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.defs.monitoring.retraining import Decision, RetrainingPolicy, decide, new_window
+from mlops_assets.defs.monitoring.retraining import Decision, decide, new_window
+from mlops_assets.resources.retraining_policy import RetrainingPolicy
 from mlops_assets.training.registry import ChampionInfo
 
 CHAMPION = ChampionInfo(

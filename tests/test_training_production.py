@@ -90,7 +90,6 @@ def test_training_graph_against_an_mlflow_server_with_postgres_and_s3(
     monkeypatch: pytest.MonkeyPatch,
 ):
     from mlops_assets.defs.training.assets import build_training_assets
-    from mlops_assets.defs.training.definitions import build_definitions
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.compute import ComputeResource
     from mlops_assets.resources.profiles import build_resources
@@ -107,8 +106,7 @@ def test_training_graph_against_an_mlflow_server_with_postgres_and_s3(
         s3_bucket.put(f"lake/{key}", (training_set_home / "lake" / key).read_bytes())
 
     settings = load_settings()
-    stage = build_definitions(settings)  # the production resources: mlflow from MLFLOW_TRACKING_URI
-    resources = {**stage.resources, **build_resources(settings)}
+    resources = build_resources(settings)  # the production resources: mlflow from MLFLOW_TRACKING_URI
     resources["compute"] = ComputeResource(device="cpu", num_cpus=2)
     resources["training"] = TrainingPlan(home=str(tmp_path / "home"), holdout_days=5, valid_days=4)
     result = dg.materialize(

@@ -113,7 +113,8 @@ def built(production: Production) -> dict[str, dg.ExecuteInProcessResult]:
     """Replay -> raw assets on S3 -> raw tables in PostgreSQL -> dbt build on PostgreSQL."""
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.replay import replay
-    from mlops_assets.resources.profiles import build_resources, resolve_store
+    from mlops_assets.resources.profiles import build_resources
+    from mlops_assets.resources.storage import resolve_store
 
     landing = resolve_store(build_resources(load_settings())["landing_zone"])
     replay(landing, *(dt.date.fromisoformat(day) for day in DAYS))
@@ -262,13 +263,15 @@ def features(production, built, local_home) -> dict[str, dg.ExecuteInProcessResu
     """features/flight_features of the window on both profiles (one embedded Spark session)."""
     from mlops_assets.defs.features.definitions import build_definitions
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.profiles import build_resources
     from mlops_assets.resources.storage import LocalObjectStore
 
     window = partition_range_tags(*DAYS)
     in_production = production.run([FEATURES], tags=window)
-    local = build_definitions(load_settings({"MLOPS_HOME": str(local_home)}))
+    local_settings = load_settings({"MLOPS_HOME": str(local_home)})
+    local = build_definitions(local_settings)
     resources = {
-        **local.resources,
+        **build_resources(local_settings),
         "lake": LocalObjectStore(root=str(local_home / "lake")),
         "warehouse": DuckDBWarehouse(path=str(local_home / "warehouse.duckdb")),
     }
@@ -309,9 +312,9 @@ def test_spark_features_from_postgres_equal_those_from_duckdb(production, local_
 
 
 def test_training_set_with_its_offline_source_on_s3_equals_the_local_one(production, local_home, features):
-    from mlops_assets.defs.features.feast_assets import build_feast_assets, feast_resource
+    from mlops_assets.defs.features.feast_assets import build_feast_assets
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.feature_store import FeastResource, feast_resource
     from mlops_assets.resources.storage import LocalObjectStore
 
     project = f"wh_{uuid.uuid4().hex[:8]}"  # its own keys in the shared Redis and registry
@@ -353,8 +356,8 @@ def test_training_set_with_its_offline_source_on_s3_equals_the_local_one(product
 
 def test_s3_sources_are_narrowed_to_the_days_a_join_can_use(production, features):
     """The point-in-time join of a chunk reads a temporary prefix holding only its days' files."""
-    from mlops_assets.defs.features.feast_assets import feast_resource
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.feature_store import feast_resource
 
     feast = feast_resource(load_settings())
     with dg.build_resources({"feast": feast}) as built:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Profile = Literal["local", "production"]
 PROFILES: tuple[Profile, ...] = ("local", "production")
@@ -45,3 +45,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile; choose one of {', '.join(PROFILES)}")
     home = Path(env.get(HOME_ENV) or Path.cwd() / "data").expanduser().resolve()
     return Settings(profile=profile, home=home)  # type: ignore[arg-type]
+
+
+def env_setting(name: str, default: Any = None, env: Any = None) -> Any:
+    """The one rule for a profile's settings: `dg.EnvVar(name)` when the variable is set, else `default`.
+
+    Called when the definitions are built, which happens again in each run's own process (the run worker
+    loads the code location), so a run follows its own environment. An EnvVar's value is read when the
+    run starts, so a credential or endpoint never becomes a plain string in the resource config the UI
+    shows. `env=dg.EnvVar.int` for integers.
+    """
+    import dagster as dg
+
+    if not os.environ.get(name):
+        return default
+    return (env or dg.EnvVar)(name)

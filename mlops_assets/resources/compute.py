@@ -7,6 +7,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.lib.settings import Settings, env_setting
+
+RAY_ADDRESS_ENV = "MLOPS_RAY_ADDRESS"
+
 
 class ComputeResource(dg.ConfigurableResource):
     """Which device trains and what each Ray trial asks for. `auto` takes CUDA where there is one."""
@@ -40,3 +44,9 @@ class ComputeResource(dg.ConfigurableResource):
         if self.num_cpus:
             kwargs["num_cpus"] = self.num_cpus
         return kwargs
+
+
+def compute_resource(settings: Settings) -> ComputeResource:
+    if settings.profile == "production":
+        return ComputeResource(ray_address=env_setting(RAY_ADDRESS_ENV))
+    return ComputeResource()

@@ -36,10 +36,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from mlops_assets.lib.settings import Settings, env_setting
+from mlops_assets.resources.storage import S3_BUCKET_ENV, S3_ENDPOINT_ENV
+
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 REPO_MODULE = "flight_delay_repo.py"
 DEFAULT_PROJECT = "flight_delay"
 DEFAULT_REDIS_URL = "127.0.0.1:6379"
+REDIS_URL_ENV = "MLOPS_REDIS_URL"
 # Delay views share feature names (flights_1d, ...): every read and write uses `<view>__<feature>` columns.
 FULL_FEATURE_NAMES = True
 # Feast's S3 registry store takes its endpoint from this variable only (feast/infra/registry/s3.py).
@@ -341,3 +345,18 @@ def _in_window(name: str, first: dt.date, last: dt.date) -> bool:
         return False
     day = day_of_file(file)
     return day is None or first <= day <= last
+
+
+def feast_resource(settings: Settings, **overrides) -> FeastResource:
+    """The FeastResource of a profile (EnvVar for the production settings, read when a run starts: the Redis
+    URL may carry a password)."""
+    if settings.profile == "production":
+        return FeastResource(
+            profile="production",
+            home=str(settings.home),
+            redis_url=env_setting(REDIS_URL_ENV, DEFAULT_REDIS_URL),
+            s3_bucket=dg.EnvVar(S3_BUCKET_ENV),
+            s3_endpoint_url=env_setting(S3_ENDPOINT_ENV),
+            **overrides,
+        )
+    return FeastResource(profile="local", home=str(settings.home), **overrides)

@@ -1,56 +1,37 @@
-"""The resources of each profile. Same keys, same interfaces; only the implementation differs."""
+"""The resources of a profile: the same keys and interfaces in `local` and `production`.
+
+This is the one place an implementation is picked per profile. Each resource module holds its local and
+production implementations and a factory `<name>_resource(settings)`; production settings follow one
+rule, `lib.settings.env_setting`: an EnvVar where the variable is set, else the documented default.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import dagster as dg
-
 from mlops_assets.lib.settings import Settings
-from mlops_assets.resources.storage import LocalObjectStore, ObjectStore
-
-S3_BUCKET_ENV = "MLOPS_S3_BUCKET"
-S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
-REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-def env_setting(name: str, default: Any = None, env: Any = dg.EnvVar) -> Any:
-    """`dg.EnvVar(name)` when the variable is set where the definitions are built, else `default`.
-
-    The value itself is resolved when a run starts, so a credential or endpoint never becomes a plain
-    string in the resource config the UI shows, and a run reads its own environment. `env=dg.EnvVar.int`
-    for integers.
-    """
-    return env(name) if os.environ.get(name) else default
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    if settings.profile == "local":
-        return {
-            "landing_zone": LocalObjectStore(root=str(settings.landing_dir)),
-            "lake": LocalObjectStore(root=str(settings.lake_dir)),
-        }
-    return _production_resources()
+    from mlops_assets.resources.compute import compute_resource
+    from mlops_assets.resources.dbt import dbt_resource
+    from mlops_assets.resources.feature_store import feast_resource
+    from mlops_assets.resources.retraining_policy import RetrainingPolicy
+    from mlops_assets.resources.spark import spark_resource
+    from mlops_assets.resources.storage import object_stores
+    from mlops_assets.resources.tracking import mlflow_resource
+    from mlops_assets.resources.training_plan import TrainingPlan
+    from mlops_assets.resources.warehouse import warehouse_resource
 
-
-def _production_resources() -> dict[str, Any]:
-    from dagster_aws.s3 import S3Resource
-
-    from mlops_assets.resources.storage_s3 import S3ObjectStore
-
-    # Optional settings are looked up here, when the definitions are built; secrets (AWS keys)
-    # stay with boto3's own chain and never pass through our config.
-    region = next((dg.EnvVar(name) for name in REGION_ENVS if os.environ.get(name)), "us-east-1")
-    s3 = S3Resource(endpoint_url=env_setting(S3_ENDPOINT_ENV), region_name=region)
-    bucket = dg.EnvVar(S3_BUCKET_ENV)
+    stores = object_stores(settings)
     return {
-        "landing_zone": S3ObjectStore(s3=s3, bucket=bucket, prefix="landing"),
-        "lake": S3ObjectStore(s3=s3, bucket=bucket, prefix="lake"),
+        **stores,
+        "warehouse": warehouse_resource(settings, stores["lake"]),
+        "dbt": dbt_resource(settings),
+        "spark": spark_resource(settings),
+        "feast": feast_resource(settings),
+        "mlflow": mlflow_resource(settings),
+        "compute": compute_resource(settings),
+        "training": TrainingPlan(home=str(settings.home)),
+        "retraining": RetrainingPolicy(),
     }
-
-
-def resolve_store(store: ObjectStore) -> ObjectStore:
-    """A resource outside a run (CLI, benchmarks): resolve EnvVars and nested resources."""
-    with dg.build_resources({"store": store}) as built:
-        return built.store

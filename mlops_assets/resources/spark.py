@@ -13,6 +13,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from mlops_assets.lib.settings import Settings, env_setting
+
 # Applied to every session: UTC everywhere, and Parquet timestamps as INT64 microseconds (UTC-adjusted)
 # instead of Spark's legacy INT96, so pyarrow, DuckDB and Feast read them as UTC timestamps.
 BASE_CONF = {
@@ -84,3 +86,17 @@ class SparkResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         return f"Spark Connect {self.remote}" if self.remote else f"embedded Spark {self.master}"
+
+
+SPARK_REMOTE_ENV = "MLOPS_SPARK_REMOTE"
+SPARK_MASTER_ENV = "MLOPS_SPARK_MASTER"
+
+
+def spark_resource(settings: Settings | None = None) -> SparkResource:
+    """MLOPS_SPARK_REMOTE (a Spark Connect URL, e.g. sc://spark-connect:15002) wins over MLOPS_SPARK_MASTER
+    (default `local[2]`), in either profile."""
+    remote = env_setting(SPARK_REMOTE_ENV)
+    if remote is not None:
+        return SparkResource(remote=remote)
+    master = env_setting(SPARK_MASTER_ENV)
+    return SparkResource(master=master) if master is not None else SparkResource()

@@ -26,6 +26,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.lib.settings import Settings, env_setting
+
 # Names an upstream writer uses while a file is still being written; never ingest these.
 TEMPORARY_MARKERS = (".tmp", ".part", "._COPYING_", ".crdownload", ".partial")
 
@@ -43,6 +45,11 @@ class StoredObject:
     # Why the object lies outside the store's boundary (a symbolic link, a '..' key): never read it.
     refused: str | None = None
     link_target: str | None = None  # what a refused symbolic link points to, as written in the link
+
+
+S3_BUCKET_ENV = "MLOPS_S3_BUCKET"
+S3_ENDPOINT_ENV = "MLOPS_S3_ENDPOINT_URL"
+REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class OutsideStore(PermissionError):
@@ -239,3 +246,32 @@ def _prune_empty_parents(directory: Path, root: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def object_stores(settings: Settings) -> dict[str, ObjectStore]:
+    """`landing_zone` and `lake`: folders under MLOPS_HOME locally, prefixes of one S3 bucket in production.
+
+    Secrets (AWS keys) stay with boto3's own chain and never pass through this config.
+    """
+    if settings.profile == "local":
+        return {
+            "landing_zone": LocalObjectStore(root=str(settings.landing_dir)),
+            "lake": LocalObjectStore(root=str(settings.lake_dir)),
+        }
+    from dagster_aws.s3 import S3Resource
+
+    from mlops_assets.resources.storage_s3 import S3ObjectStore
+
+    region = next((r for r in (env_setting(name) for name in REGION_ENVS) if r is not None), "us-east-1")
+    s3 = S3Resource(endpoint_url=env_setting(S3_ENDPOINT_ENV), region_name=region)
+    bucket = dg.EnvVar(S3_BUCKET_ENV)
+    return {
+        "landing_zone": S3ObjectStore(s3=s3, bucket=bucket, prefix="landing"),
+        "lake": S3ObjectStore(s3=s3, bucket=bucket, prefix="lake"),
+    }
+
+
+def resolve_store(store: ObjectStore) -> ObjectStore:
+    """A resource outside a run (CLI, benchmarks): resolve EnvVars and nested resources."""
+    with dg.build_resources({"store": store}) as built:
+        return built.store

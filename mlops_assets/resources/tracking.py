@@ -11,8 +11,11 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.lib.settings import Settings
+
 MODEL_NAME = "flight_delay"
 EXPERIMENT = "flight_delay"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -54,3 +57,14 @@ class MlflowResource(dg.ConfigurableResource):
         return (
             f"mlflow ui --backend-store-uri {self.tracking_uri}  →  experiment {experiment_id}, run {run_id}"
         )
+
+
+def mlflow_resource(settings: Settings) -> MlflowResource:
+    """Local: a SQLite store and an artifact folder under MLOPS_HOME. Production: the MLflow server named by
+    MLFLOW_TRACKING_URI (PostgreSQL backend, artifacts on S3, served through the server)."""
+    if settings.profile == "production":
+        return MlflowResource(tracking_uri=dg.EnvVar(TRACKING_URI_ENV))
+    root = settings.home / "mlflow"
+    return MlflowResource(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_location=(root / "artifacts").as_uri()
+    )

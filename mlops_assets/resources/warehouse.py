@@ -20,11 +20,13 @@ import datetime as dt
 import io
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.lib.settings import Settings, env_setting
 from mlops_assets.resources.storage import ObjectStore
 
 RAW_SCHEMA = "raw"
@@ -306,11 +308,14 @@ def rows_to_batch(rows: list[tuple], schema):
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def warehouse_resource(settings) -> Warehouse:
+def as_warehouse(warehouse: Warehouse | Path) -> Warehouse:
+    """A warehouse resource; a path is the local profile's DuckDB file (as tests and scripts pass it)."""
+    return warehouse if isinstance(warehouse, Warehouse) else DuckDBWarehouse(path=str(warehouse))
+
+
+def warehouse_resource(settings: Settings, lake: ObjectStore) -> Warehouse:
     """The warehouse of a profile. Production reads dbt's own DBT_PG_* variables (EnvVar: resolved when a
     run starts; the defaults are those of dbt/profiles.yml) and loads from the production lake."""
-    from mlops_assets.resources.profiles import build_resources, env_setting
-
     if settings.profile == "local":
         return DuckDBWarehouse(path=str(settings.home / "warehouse.duckdb"))  # as in dbt/profiles.yml
 
@@ -320,5 +325,5 @@ def warehouse_resource(settings) -> Warehouse:
         user=env_setting("DBT_PG_USER", "mlops"),
         password=env_setting("DBT_PG_PASSWORD"),
         dbname=env_setting("DBT_PG_DBNAME", "mlops"),
-        lake=build_resources(settings)["lake"],
+        lake=lake,
     )

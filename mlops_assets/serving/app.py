@@ -373,15 +373,15 @@ def create_app_from_settings(settings, online_store: str | None = None, config: 
     """The app of a profile: its Feast (optionally with another online store), MLflow and lake."""
     import dagster as dg
 
-    from mlops_assets.defs.features.feast_assets import feast_resource
-    from mlops_assets.defs.training.definitions import mlflow_resource
-    from mlops_assets.resources.profiles import build_resources
+    from mlops_assets.resources.feature_store import feast_resource
+    from mlops_assets.resources.storage import object_stores
+    from mlops_assets.resources.tracking import mlflow_resource
 
     overrides = {"online_store": online_store} if online_store else {}
     resources = {
         "feast": feast_resource(settings, **overrides),
         "mlflow": mlflow_resource(settings),
-        "lake": build_resources(settings)["lake"],
+        "lake": object_stores(settings)["lake"],
     }
     # EnvVar fields (production) are resolved here, when the command runs.
     with dg.build_resources(resources) as built:

@@ -22,11 +22,12 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
+
+from mlops_assets.resources.dbt import dbt_executable
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 # dbt target per platform profile (MLOPS_PROFILE); both live in dbt/profiles.yml.
@@ -41,22 +42,12 @@ LOCK_TIMEOUT_S = 120
 log = logging.getLogger(__name__)
 
 
-def dbt_executable() -> str:
-    """The dbt installed next to this Python (a virtualenv's bin/ is often not on PATH), else `dbt`."""
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else "dbt"
-
-
 @functools.cache
 def dbt_project(profile: str = "local") -> DbtProject:
     """The dbt project with the target of a platform profile; profiles.yml lives inside dbt/."""
     if profile not in TARGETS:
         raise ValueError(f"no dbt target for profile {profile!r}; choose one of {', '.join(TARGETS)}")
     return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=TARGETS[profile])
-
-
-def dbt_resource(project: DbtProject) -> DbtCliResource:
-    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
 
 
 def _newest_source_mtime(project_dir: Path) -> float:

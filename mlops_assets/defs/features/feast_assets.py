@@ -19,10 +19,8 @@ from pydantic import Field
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import LOCAL_TZ, daily_partitions
 from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES
-from mlops_assets.lib.settings import Settings
 from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
 from mlops_assets.resources.feature_store import (
-    DEFAULT_REDIS_URL,
     FULL_FEATURE_NAMES,
     FeastResource,
     day_of_file,
@@ -38,7 +36,6 @@ ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
 MATERIALIZE_LOOKBACK = dt.timedelta(days=1)
 TRAINING_CHUNK_DAYS = 7
 TRAINING_SET_POINTER = "features/training_set/latest.json"
-REDIS_URL_ENV = "MLOPS_REDIS_URL"
 
 
 def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
@@ -311,23 +308,6 @@ def training_set(
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         }
     )
-
-
-def feast_resource(settings: Settings, **overrides) -> FeastResource:
-    """The FeastResource of a profile (EnvVar for the production settings, read when a run starts: the Redis
-    URL may carry a password)."""
-    from mlops_assets.resources.profiles import S3_ENDPOINT_ENV, env_setting
-
-    if settings.profile == "production":
-        return FeastResource(
-            profile="production",
-            home=str(settings.home),
-            redis_url=env_setting(REDIS_URL_ENV, DEFAULT_REDIS_URL),
-            s3_bucket=dg.EnvVar("MLOPS_S3_BUCKET"),
-            s3_endpoint_url=env_setting(S3_ENDPOINT_ENV),
-            **overrides,
-        )
-    return FeastResource(profile="local", home=str(settings.home), **overrides)
 
 
 def build_feast_assets() -> list[dg.AssetsDefinition]:

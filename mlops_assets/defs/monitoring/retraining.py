@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
 from mlops_assets.defs.training.assets import (
@@ -30,6 +29,7 @@ from mlops_assets.defs.training.assets import (
 )
 from mlops_assets.lib.calendar import FIRST_DAY
 from mlops_assets.lib.keys import FCT_FLIGHTS, FLIGHT_FEATURES
+from mlops_assets.resources.retraining_policy import RetrainingPolicy
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 
@@ -42,30 +42,6 @@ WINDOW_TAG = "mlops/training_window"
 RETRAIN_SELECTION = [TRAINING_SET, TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]
 LABELLED = FCT_FLIGHTS
 FEATURES = FLIGHT_FEATURES
-
-
-class RetrainingPolicy(dg.ConfigurableResource):
-    """When the platform retrains on its own. Thresholds are compared with the monitoring records."""
-
-    drift_share: float = Field(
-        default=0.25,
-        description="A day counts as drifted when at least this share of features drifted (January-March "
-        "2013 against a January-February champion: 0 to 0.23 per day, storms included).",
-    )
-    drift_days: int = Field(default=3, description="Drifted days in a row (the latest ones) that trigger.")
-    auc_drop: float = Field(
-        default=0.05,
-        description="Trigger when the mean daily ROC-AUC of the last `performance_days` is below the "
-        "champion's holdout ROC-AUC by this much.",
-    )
-    performance_days: int = Field(default=7, description="Days averaged for the ROC-AUC rule.")
-    cooldown_days: int = Field(
-        default=14, description="New data days needed after the champion's window and after the last request."
-    )
-    floor_days: int = Field(
-        default=28, description="The schedule retrains when the champion's window ends this many days back."
-    )
-    window_days: int = Field(default=90, description="Length of the moving training window.")
 
 
 @dataclass(frozen=True)

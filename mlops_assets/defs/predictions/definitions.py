@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.defs.predictions.assets import build_prediction_assets
+from mlops_assets.lib.settings import Settings
 
 
-def build_definitions() -> dg.Definitions:
-    """Uses the `feast`, `mlflow` and `lake` resources of the other stages."""
+def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=build_prediction_assets())
