@@ -108,10 +108,10 @@ class Health(BaseModel):
 def freeze_heap() -> None:
     """Move every object alive now out of the garbage collector's sight.
 
-    Feast, MLflow, torch and dagster leave about 600,000 long-lived objects; a full collection scans all
-    of them (0.6 s here) with every thread stopped, and under load one came every ten seconds or so: it
-    was the p99. Frozen objects are never scanned again; what requests allocate is still collected.
-    Called once started and after each champion swap (the new model's objects)."""
+    Feast, MLflow, torch and dagster leave hundreds of thousands of long-lived objects, and a full
+    collection scanning them all with every thread stopped set the tail latency (docs/serving.md).
+    Frozen objects are never scanned again; what requests allocate is still collected. Called once
+    started and after each champion swap (the new model's objects)."""
     gc.collect()
     gc.freeze()
 
@@ -134,12 +134,9 @@ class PredictionService:
     def start(self) -> None:
         """Open the online store, load the reference codes and the champion (if any), start the threads.
 
-        The background threads (prediction log flush, champion poll, registry refresh) run Python for
-        milliseconds at a time, and a request that gives up the GIL for its Redis round trip waits up to
-        one switch interval to get it back, once per release: a long background task becomes a convoy of
-        such waits. Measured at 100 requests/s (`serving_bench.py --compare`, two interleaved runs of
-        three minutes per setting, while the log thread still took about 0.5 s per flush): p99 the same,
-        but with CPython's 5 ms a request took over 250 ms in 4 of the 6 minutes, with 0.5 ms in none."""
+        A short switch interval: a request that gives up the GIL for its Redis round trip waits up to one
+        interval to get it back from the background threads (log flush, champion poll, registry refresh),
+        so CPython's 5 ms default turns their work into convoys of waits (measured: docs/serving.md)."""
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(self.config.switch_interval_s)
         self.reader = FeatureReader(self._feast)
