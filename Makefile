@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test ui year stop lint bench dbt-manifest clean
+.PHONY: setup demo test ui year stop lint bench dbt-manifest clean screenshot
 
 # Reinstalls only when pyproject.toml changes, so a second call starts working at once.
 # torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
@@ -88,3 +88,7 @@ dbt-manifest: setup
 
 clean:
 	rm -rf data dbt/target
+
+# Retakes docs/images/asset_graph.png from the running UI in headless Chromium (apt: chromium).
+screenshot: setup
+	$(BIN)/python scripts/screenshot_asset_graph.py docs/images/asset_graph.png
