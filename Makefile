@@ -89,6 +89,6 @@ dbt-manifest: setup
 clean:
 	rm -rf data dbt/target
 
-# Retakes docs/images/asset_graph.png from the running UI in headless Chromium (apt: chromium).
+# Retakes docs/images/asset_graph.png in headless Chromium (apt: chromium) from a webserver it starts itself.
 screenshot: setup
 	$(BIN)/python scripts/screenshot_asset_graph.py docs/images/asset_graph.png
