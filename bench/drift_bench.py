@@ -27,8 +27,8 @@ def main() -> int:
     parser.add_argument("--max-days", type=int, default=10)
     args = parser.parse_args()
 
-    from mlops_assets.defs.monitoring.assets import MonitoringConfig, drift_of_day, reference_frame
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.monitoring.drift import DriftThresholds, drift_of_day, reference_frame
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.tracking import mlflow_resource
     from mlops_assets.training.registry import champion_info
@@ -53,7 +53,7 @@ def main() -> int:
         lake = bench_lake
         for rows in (int(r) for r in args.reference_rows.split(",")):
             reference = reference_frame(lake, mlflow, champion, rows)
-            config = MonitoringConfig(reference_rows=rows)
+            config = DriftThresholds()
             drift_of_day(lake, reference, days[0], Path(scratch), config)  # warm-up (imports)
             seconds, shares = [], []
             for day in days[1:]:

@@ -277,12 +277,12 @@ def retrain_if_needed() -> None:
     job the sensor would request (training set over the moved window, then the training graph)."""
     import dagster as dg
 
-    from mlops_assets.defs.monitoring.retraining import (
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.monitoring.retraining import (
         RETRAIN_SELECTION,
         evaluate,
         record_request,
     )
-    from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.retraining_policy import RetrainingPolicy
     from mlops_assets.resources.tracking import mlflow_resource
 

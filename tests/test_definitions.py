@@ -179,3 +179,19 @@ def test_a_password_in_the_redis_url_never_reaches_the_resource_config_the_ui_sh
     for name, value in secrets.items():
         assert value not in snapshot, f"{name}'s value is frozen into the definitions"
         assert name in snapshot, f"{name} is not passed to a resource as an EnvVar"
+
+
+def test_no_asset_description_holds_a_placeholder_the_ui_would_take_for_an_html_tag():
+    """The UI renders descriptions as Markdown, where `<day>` outside a code span is an HTML tag and
+    disappears; placeholders are written `{day}` in backticks or in words."""
+    import re
+
+    graph = build_definitions.__wrapped__("local").resolve_asset_graph()
+    described = 0
+    for key in graph.get_all_asset_keys():
+        description = graph.get(key).description or ""
+        described += bool(description)
+        prose = re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", description, flags=re.DOTALL))
+        tags = re.findall(r"</?[A-Za-z][^<>\s]*>", prose)
+        assert not tags, f"{key.to_user_string()}: {tags} in its description"
+    assert described > 20

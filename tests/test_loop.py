@@ -158,8 +158,9 @@ def automation_ticks(defs, instance, cursor, max_ticks: int = 8) -> tuple[dict[s
 
 
 def test_new_days_flow_to_drift_reports_and_drift_retrains_the_model(loop):
-    from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
-    from mlops_assets.defs.monitoring.retraining import JOB_NAME
+    from mlops_assets.lib.keys import DRIFT_REPORT, MODEL_PERFORMANCE
+    from mlops_assets.monitoring.records import read_records
+    from mlops_assets.monitoring.retraining import JOB_NAME
     from mlops_assets.replay import replay
     from mlops_assets.resources.retraining_policy import RetrainingPolicy
     from mlops_assets.training.registry import CHALLENGER, CHAMPION, alias_version

@@ -198,3 +198,37 @@ def test_each_day_of_a_ranged_online_store_run_counts_what_a_run_of_that_day_alo
         assert events[day]["dagster/row_count"] == own["dagster/row_count"] > 0
     assert len({m["dagster/row_count"] for m in events.values()}) > 1
     assert {m["partitions"] for m in events.values()} == {f"{DAYS[0]}..{DAYS[-1]}"}  # range-wide
+
+
+def test_each_days_monitoring_record_names_the_materialization_that_wrote_it_and_what_it_read(ranged):
+    """A drift or performance record in the lake says which asset, partition and run wrote it; that
+    day's materialization names the record (key and hash) and the batch predictions' day summary it
+    consumed, with the run that wrote that one."""
+    import hashlib
+
+    home = ranged.home
+    predictions = events_by_day(ranged, BATCH_PREDICTIONS)
+    for key in (DRIFT_REPORT, MODEL_PERFORMANCE):
+        for day, metadata in events_by_day(ranged, key).items():
+            record_key = f"monitoring/{key.path[-1]}/{day}.json"
+            written = (home / "lake" / record_key).read_bytes()
+            record = json.loads(written)
+            assert record["dagster"] == {
+                "asset": key.to_user_string(),
+                "partition": day,
+                "run_id": ranged.run_id,
+            }
+            assert record["day"] == day and "report_html" in record  # the record's own fields stay
+            assert metadata["record_key"] == record_key
+            assert metadata["record_sha256"] == hashlib.sha256(written).hexdigest()
+            (consumed,) = metadata["consumed_records"]
+            assert consumed == {
+                "key": f"predictions/summary/{day}.json",
+                "sha256": predictions[day]["record_sha256"],
+                "run_id": ranged.run_id,
+                "partition": day,
+            }, (key, day)
+    for day, metadata in predictions.items():
+        summary = json.loads((home / "lake" / metadata["record_key"]).read_text())
+        assert summary["dagster"]["partition"] == day and summary["dagster"]["run_id"] == ranged.run_id
+        assert summary["flights"] == metadata["dagster/row_count"]

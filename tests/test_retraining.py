@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_assets.defs.monitoring.retraining import Decision, decide, new_window
+from mlops_assets.monitoring.retraining import Decision, decide, new_window
 from mlops_assets.resources.retraining_policy import RetrainingPolicy
 from mlops_assets.training.registry import ChampionInfo
 
@@ -97,7 +97,7 @@ def test_window_is_clipped_to_the_first_day_of_the_data():
 
 def test_the_sensor_waits_while_any_run_is_in_progress():
     """A retraining must not start while the graph is still writing the days of its window."""
-    from mlops_assets.defs.monitoring.retraining import busy_reason
+    from mlops_assets.monitoring.retraining import busy_reason
     from tests.conftest import started_run
 
     with dg.DagsterInstance.ephemeral() as instance:

@@ -115,8 +115,9 @@ def registry_summary(client, name: str) -> list[str]:
 
 def monitoring_summary(lake: ObjectStore) -> list[str]:
     """Drift and quality per monitored day, then the retraining events."""
-    from mlops_assets.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE, read_records
-    from mlops_assets.defs.monitoring.retraining import retraining_events
+    from mlops_assets.lib.keys import DRIFT_REPORT, MODEL_PERFORMANCE
+    from mlops_assets.monitoring.records import read_records
+    from mlops_assets.monitoring.retraining import retraining_events
 
     drift = {r["day"]: r for r in read_records(lake, DRIFT_REPORT)}
     quality = {r["day"]: r for r in read_records(lake, MODEL_PERFORMANCE)}
