@@ -93,8 +93,8 @@ def export_inputs(warehouse: Path, data: Path, scales: list[int]) -> dict[int, t
     import duckdb
 
     sys.path.insert(0, str(REPO_ROOT))
-    from mlops_assets.defs.features.assets import FLIGHT_COLUMNS
     from mlops_assets.features.flight_features import WEATHER_COLUMNS
+    from mlops_assets.features.inputs import FLIGHT_COLUMNS
 
     data.mkdir(parents=True, exist_ok=True)
     paths = {}

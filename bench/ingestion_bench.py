@@ -425,8 +425,8 @@ def fill_gaps(landing, start: dt.date, end: dt.date) -> list[str]:
     partition fail with "no landed file", which fails the whole single-run backfill. An upstream
     export of a day without rows is a header-only file, which the ingestion accepts (0 rows).
     """
-    from mlops_assets.defs.ingestion.assets import landing_key
     from mlops_assets.ingestion.contracts import DAILY_TABLES
+    from mlops_assets.ingestion.layout import landing_key
     from mlops_assets.lib.calendar import days_between
     from mlops_assets.lib.nycflights import read_table_text
 

@@ -33,7 +33,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.features.online import MATERIALIZE_LOOKBACK, local_days_utc_span
     from mlops_assets.resources.feature_store import FeastResource
 
     home = args.home or Path(tempfile.mkdtemp(prefix="feast_bench_"))

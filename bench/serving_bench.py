@@ -105,7 +105,7 @@ def ensure_redis(home: Path, window: tuple[str, str], probe: dict, force: bool) 
     """Materialize the window into Redis, as the features/online_store asset does for its partitions."""
     import datetime as dt
 
-    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.features.online import MATERIALIZE_LOOKBACK, local_days_utc_span
     from mlops_assets.serving.flights import FlightRequest
 
     feast = redis_feast(home)

@@ -249,7 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def mark_landed_files_ingested() -> None:
     """The demo ingested the window through the CLI: tell the landing-zone sensor (its cursor, through
     `dagster sensor cursor`), so that `make ui` does not ingest the same files a second time."""
-    from mlops_assets.defs.ingestion.sensors import SENSOR_NAME, cursor_of
+    from mlops_assets.ingestion.landing import SENSOR_NAME, cursor_of
 
     # The workspace file names the code location as `make ui` loads it: the cursor must be set on that
     # location's sensor (a `-m` location is another location, with a sensor state of its own).

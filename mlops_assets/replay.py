@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from mlops_assets.defs.ingestion.assets import landing_key
 from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES
+from mlops_assets.ingestion.layout import landing_key
 from mlops_assets.lib.calendar import days_between
 from mlops_assets.lib.nycflights import read_table_text
 from mlops_assets.resources.storage import ObjectStore

@@ -105,8 +105,8 @@ TRAINING_PLAN = {"holdout_days": 5, "valid_days": 4}
 @pytest.fixture(scope="session")
 def training_set_home(tmp_path_factory) -> Path:
     """MLOPS_HOME with a real training set of TRAINING_WINDOW in its lake (and latest.json naming it)."""
-    from mlops_assets.defs.features.assets import read_warehouse_inputs
     from mlops_assets.defs.features.feast_assets import build_feast_assets
+    from mlops_assets.features.inputs import read_warehouse_inputs
     from mlops_assets.resources.feature_store import FeastResource
     from mlops_assets.resources.warehouse import DuckDBWarehouse
     from tests.test_flight_features import _write_feature_lake, duckdb_tables

@@ -317,7 +317,7 @@ def test_asset_writes_one_file_per_table_per_day_with_metadata(materialized):
 
 
 def test_spark_and_duckdb_give_the_same_tables(materialized):
-    from mlops_assets.defs.features.assets import read_warehouse_inputs
+    from mlops_assets.features.inputs import read_warehouse_inputs
 
     home, _ = materialized
     first, last = (dt.date.fromisoformat(d) for d in REAL_DAYS)
@@ -418,8 +418,8 @@ def _joined(home: Path, entities: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_no_feature_changes_when_the_real_inputs_are_cut_at_prediction_time(materialized, tmp_path):
-    from mlops_assets.defs.features.assets import read_warehouse_inputs
-    from mlops_assets.defs.features.feast_assets import entity_frame
+    from mlops_assets.features.inputs import read_warehouse_inputs
+    from mlops_assets.features.training_set import entity_frame
 
     home, _ = materialized
     first, last = (dt.date.fromisoformat(d) for d in REAL_DAYS)

@@ -31,7 +31,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.defs.ingestion.assets import lake_key, landing_key
+from mlops_assets.ingestion.layout import lake_key, landing_key
 from mlops_assets.ingestion.quarantine import refused_folder, rows_key, safe_version
 from mlops_assets.ingestion.staging import STAGING_PREFIX
 from mlops_assets.resources.storage import LocalObjectStore

@@ -18,16 +18,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.defs.features.assets import (
-    FCT_FLIGHTS,
-    STG_WEATHER,
-    WEATHER_LOOKBACK_DAYS,
-    build_feature_assets,
-    lookback,
-)
+from mlops_assets.defs.features.assets import build_feature_assets, lookback
 from mlops_assets.features.flight_features import DAY_COLUMN, LOOKBACK_DAYS
+from mlops_assets.features.inputs import WEATHER_LOOKBACK_DAYS
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import partition_range_tags
+from mlops_assets.lib.keys import FCT_FLIGHTS, STG_WEATHER
 
 WINDOW = LOOKBACK_DAYS + 1  # days of features that read one day of fct_flights: D..D+29
 DOWNSTREAM = ("online_store", "batch_predictions", "drift_report")
@@ -262,7 +258,7 @@ OUT_OF_ORDER = [
 @pytest.fixture(scope="module")
 def real_inputs(training_set_home):
     """fct_flights and stg_weather of the real days, as the asset reads them (Arrow)."""
-    from mlops_assets.defs.features.assets import read_warehouse_inputs
+    from mlops_assets.features.inputs import read_warehouse_inputs
 
     first, last = dt.date.fromisoformat(REAL_DAYS[0]), dt.date.fromisoformat(REAL_DAYS[-1])
     return read_warehouse_inputs(training_set_home / "warehouse.duckdb", first, last)

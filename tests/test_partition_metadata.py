@@ -174,7 +174,7 @@ def online_run(instance, parts: dict[str, Any], day: str) -> dict[str, Any]:
 def test_a_run_of_an_earlier_day_leaves_the_newest_rows_online(ranged):
     """A late day's recompute reruns earlier days of the online store; Feast's SQLite store overwrites,
     so each run materializes on to the newest day already online."""
-    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.features.online import MATERIALIZE_LOOKBACK, local_days_utc_span
 
     instance, home, parts = ranged.instance, ranged.home, ranged.parts
     newest = online_values(home, parts["feast"])

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.defs.ingestion.sensors import FILE_TAG, SENSOR_NAME, VERSION_TAG, build_landing_zone_sensor
+from mlops_assets.defs.ingestion.sensors import build_landing_zone_sensor
+from mlops_assets.ingestion.landing import FILE_TAG, SENSOR_NAME, VERSION_TAG
 from mlops_assets.lib.calendar import daily_partitions
 
 
@@ -154,7 +155,8 @@ def test_a_backlog_becomes_ranged_runs_of_consecutive_days(sensor, stores):
     that range's run only."""
     import datetime as dt
 
-    from mlops_assets.defs.ingestion.sensors import MAX_RANGE_DAYS, RANGE_END_TAG, RANGE_START_TAG
+    from mlops_assets.ingestion.landing import MAX_RANGE_DAYS
+    from mlops_assets.lib.calendar import RANGE_END_TAG, RANGE_START_TAG
     from mlops_assets.replay import replay
 
     landing, _ = stores
@@ -227,7 +229,7 @@ def test_the_demo_marks_landed_files_ingested_and_leaves_the_sensor_running(repl
     """`make demo` ingests through the CLI, then sets the sensor's cursor for `make ui`. Dagster stores a
     sensor whose cursor is set before it ever ran as STOPPED: the sensor must still be running after."""
     from mlops_assets.cli import mark_landed_files_ingested
-    from mlops_assets.defs.ingestion.sensors import cursor_of
+    from mlops_assets.ingestion.landing import cursor_of
 
     landing, _ = replayed
     monkeypatch.setenv("MLOPS_HOME", str(Path(landing.root).parent))

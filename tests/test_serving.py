@@ -935,7 +935,7 @@ def _redis_available() -> bool:
 def test_redis_online_store_serves_the_same_predictions(champion_home, client, flights):
     import redis
 
-    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.features.online import MATERIALIZE_LOOKBACK, local_days_utc_span
     from mlops_assets.serving.features import FeatureReader
 
     assert _redis_available(), "this test needs the machine's Redis at 127.0.0.1:6379"
@@ -972,7 +972,7 @@ def test_materializing_the_online_store_while_serving_fails_no_request(champion_
     """The daily features/online_store run commits MATERIALIZING states to the registry file the server
     reads, rewriting it in place. A plain Feast client refuses to read such views (the control below);
     the service keeps serving the last values and re-reads a registry caught mid-write."""
-    from mlops_assets.defs.features.feast_assets import MATERIALIZE_LOOKBACK, local_days_utc_span
+    from mlops_assets.features.online import MATERIALIZE_LOOKBACK, local_days_utc_span
 
     bodies = [request_body(f) for f in flights.head(20).itertuples()]
     rows = [

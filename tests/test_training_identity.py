@@ -41,7 +41,7 @@ def instance():
 
 def materialize_set(home: Path, instance: dg.DagsterInstance, window: tuple[str, str], apply: bool):
     from mlops_assets.defs.features.feast_assets import build_feast_assets
-    from mlops_assets.lib.training_set import TrainingSetIdentity
+    from mlops_assets.features.training_set import TrainingSetIdentity
     from mlops_assets.resources.feature_store import FeastResource
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.warehouse import DuckDBWarehouse
@@ -125,7 +125,7 @@ def test_a_chain_run_records_the_set_materialized_in_the_instance(chain_on_a, se
 def a_new_training_set_lands(context) -> dg.MaterializeResult:  # a string annotation is refused
     """Between the model and its evaluation, another training set is reported to the instance (as a
     features/training_set run beside this one would). Priority 10: it runs before the evaluation."""
-    from mlops_assets.lib.training_set import TrainingSetIdentity
+    from mlops_assets.features.training_set import TrainingSetIdentity
 
     other = TrainingSetIdentity("features/training_set/landed_mid_run.parquet", "f" * 64, WINDOW_B, "x")
     context.instance.report_runless_asset_event(

@@ -281,8 +281,8 @@ def features(production, built, local_home) -> dict[str, dg.ExecuteInProcessResu
 
 
 def test_spark_features_from_postgres_equal_those_from_duckdb(production, local_home, features):
-    from mlops_assets.defs.features.assets import read_warehouse_inputs
     from mlops_assets.features import flight_features as ff
+    from mlops_assets.features.inputs import read_warehouse_inputs
 
     # The inputs handed to Spark are the same Arrow tables, schema included, from either warehouse.
     first, last = (dt.date.fromisoformat(day) for day in DAYS)

@@ -23,9 +23,8 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.defs.features.feast_assets import TRAINING_SET_POINTER
+from mlops_assets.features.training_set import TRAINING_SET_POINTER, TrainingSetIdentity
 from mlops_assets.lib.keys import TRAINING_SET
-from mlops_assets.lib.training_set import TrainingSetIdentity
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.training.data import newest_training_set
 

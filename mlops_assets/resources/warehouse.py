@@ -165,7 +165,7 @@ class PostgresWarehouse(Warehouse):
 
     # ---- loading --------------------------------------------------------------------------------------
     def load_raw(self, tables: Sequence[str], days: Sequence[dt.date] | None = None) -> dict[str, int]:
-        from mlops_assets.defs.ingestion.assets import lake_key
+        from mlops_assets.ingestion.layout import lake_key
 
         files = {
             table: [(lake_key(table, None), None)]

@@ -8,8 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.defs.features.feast_assets import TRAINING_SET_POINTER, canonical_hash
-from mlops_assets.lib.training_set import TrainingSetIdentity
+from mlops_assets.features.training_set import TRAINING_SET_POINTER, TrainingSetIdentity, canonical_hash
 from mlops_assets.resources.storage import ObjectStore
 
 

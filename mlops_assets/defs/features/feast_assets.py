@@ -7,42 +7,30 @@
 """
 
 import datetime as dt
-import hashlib
-import io
 import json
 import time
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.lib.automation import on_new_data
-from mlops_assets.lib.calendar import LOCAL_TZ, daily_partitions
-from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES
-from mlops_assets.lib.training_set import TrainingSetIdentity, content_addressed_key
-from mlops_assets.resources.feature_store import (
-    FULL_FEATURE_NAMES,
-    FeastResource,
-    day_of_file,
+from mlops_assets.features.online import MATERIALIZE_LOOKBACK, entities_by_day, local_days_utc_span
+from mlops_assets.features.training_set import (
+    TRAINING_SET_POINTER,
+    TrainingSetIdentity,
+    build_training_set,
+    canonical_hash,
+    content_addressed_key,
+    entity_frame,
 )
+from mlops_assets.lib.automation import on_new_data
+from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES
+from mlops_assets.resources.feature_store import FeastResource
 from mlops_assets.resources.storage import ObjectStore
-from mlops_assets.resources.warehouse import DuckDBWarehouse, Warehouse
+from mlops_assets.resources.warehouse import Warehouse
 
 GROUP = "features"
 OWNERS = ["team:ml-platform"]
-ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
-# A flight's schedule row is stamped 24 h before its departure: partition D also (re)writes the rows
-# stamped on D-1, so the flights of D are online even when D's file lands after D-1 was materialized.
-MATERIALIZE_LOOKBACK = dt.timedelta(days=1)
-TRAINING_CHUNK_DAYS = 7
-TRAINING_SET_POINTER = "features/training_set/latest.json"
-
-
-def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
-    """[midnight of local day `first`, midnight after local day `last`) in UTC."""
-    start = dt.datetime.combine(dt.date.fromisoformat(first), dt.time(), LOCAL_TZ)
-    end = dt.datetime.combine(dt.date.fromisoformat(last) + dt.timedelta(days=1), dt.time(), LOCAL_TZ)
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 @dg.asset(
@@ -54,7 +42,7 @@ def local_days_utc_span(first: str, last: str) -> tuple[dt.datetime, dt.datetime
     description=(
         "`feast apply` of feature_repo/: entities flight, carrier, origin, dest, route; file sources over "
         "the Parquet folders of features/flight_features; feature views flight_schedule (TTL 2 d), "
-        "delay_stats_<carrier|origin|dest|route> (TTL 2 h) and weather_hourly (TTL 3 h); and the feature "
+        "`delay_stats_<carrier|origin|dest|route>` (TTL 2 h) and weather_hourly (TTL 3 h); and the feature "
         "service flight_delay_v1 in the profile's registry."
     ),
     automation_condition=dg.AutomationCondition.eager(),
@@ -78,57 +66,6 @@ def feature_views(context: dg.AssetExecutionContext, feast: FeastResource) -> dg
             "source_root": feast.feature_source_root(),
         }
     )
-
-
-def _view_rows(feast: FeastResource, start: dt.datetime, end: dt.datetime):
-    """view -> its rows (join key, event_timestamp) with event_timestamp in [start, end], sorted by
-    time, read from the local feature files ({} for a remote source: no counts rather than a download)."""
-    import pandas as pd
-    import pyarrow.dataset as ds
-
-    root = feast.feature_source_root()
-    if "://" in root:
-        return {}
-    rows = {}
-    first, last = start.date() - dt.timedelta(days=2), end.date() + dt.timedelta(days=2)
-    for view in feast.repo_objects().feature_views:
-        folder = Path(root) / view.name
-        files = [
-            str(p)
-            for p in sorted(folder.glob("*.parquet"))
-            if day_of_file(p) is None or first <= day_of_file(p) <= last
-        ]
-        key = view.join_keys[0]
-        if not files:
-            rows[view.name] = pd.DataFrame({"key": [], "ts": pd.to_datetime([], utc=True)})
-            continue
-        table = ds.dataset(files, format="parquet").to_table(
-            columns=[key, "event_timestamp"],
-            filter=(ds.field("event_timestamp") >= start) & (ds.field("event_timestamp") <= end),
-        )
-        stamps = pd.to_datetime(table.column("event_timestamp").to_pandas(), utc=True)
-        frame = pd.DataFrame({"key": table.column(key).to_pandas(), "ts": stamps})
-        rows[view.name] = frame.sort_values("ts", ignore_index=True)
-    return rows
-
-
-def _entities_by_day(feast: FeastResource, days: list[str]) -> dict[str, dict[str, int]]:
-    """day -> view -> distinct entities with a row in the day's own materialization window (its UTC
-    span and the day before), as a run of that day alone would count them: the files are read once
-    for the whole range."""
-    windows = {}
-    for day in days:
-        span_start, span_end = local_days_utc_span(day, day)
-        windows[day] = (span_start - MATERIALIZE_LOOKBACK, span_end - dt.timedelta(microseconds=1))
-    start, end = min(w[0] for w in windows.values()), max(w[1] for w in windows.values())
-    rows = _view_rows(feast, start, end)
-    counts: dict[str, dict[str, int]] = {day: {} for day in days}
-    for view, frame in rows.items():
-        stamps = frame["ts"]
-        for day, (low, high) in windows.items():
-            begin, stop = stamps.searchsorted(low), stamps.searchsorted(high, side="right")
-            counts[day][view] = int(frame["key"].iloc[begin:stop].nunique())
-    return counts
 
 
 @dg.asset(
@@ -159,7 +96,7 @@ def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.
     start = span_start - MATERIALIZE_LOOKBACK
     # Feast's window is inclusive at both ends; stop just before the next partition's first instant.
     end = span_end - dt.timedelta(microseconds=1)
-    by_day = _entities_by_day(feast, context.partition_keys)
+    by_day = entities_by_day(feast, context.partition_keys)
     result = feast.materialize(start, end)
     context.log.info(f"materialized {first}..{last} ({start}..{end}) in {result['seconds']:.2f} s")
     for day, counts in by_day.items():
@@ -190,58 +127,6 @@ class TrainingSetConfig(dg.Config):
     feature_service: str = Field(default="flight_delay_v1", description="Feast feature service to join.")
 
 
-ENTITY_SOURCE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "prediction_time_utc", "flight_date"]
-
-
-def entity_frame(warehouse: Warehouse | Path, start: str, end: str):
-    """Labelled flights of [start, end] from fct_flights: join keys, event_timestamp, label_late.
-
-    Read through the warehouse resource (a path: the local DuckDB file), so DuckDB and PostgreSQL give
-    the same frame; the route and the order are made here, not in dialect-specific SQL."""
-    import pyarrow.compute as pc
-
-    source = warehouse if isinstance(warehouse, Warehouse) else DuckDBWarehouse(path=str(warehouse))
-    table = source.read_table(
-        "marts.fct_flights",
-        [*ENTITY_SOURCE_COLUMNS, "label_late"],
-        "flight_date",
-        dt.date.fromisoformat(start),
-        dt.date.fromisoformat(end),
-    )
-    # Filtered in Arrow, so label_late stays an integer column (pandas would make it float with nulls).
-    frame = table.filter(pc.is_valid(table["label_late"])).to_pandas()
-    frame = frame.rename(columns={"prediction_time_utc": "event_timestamp"})
-    frame.insert(4, "route", frame["origin"] + "-" + frame["dest"])
-    return frame.sort_values(["event_timestamp", "flight_id"]).reset_index(drop=True)
-
-
-def canonical_hash(frame) -> str:
-    """sha256 of the frame sorted by flight_id, written as Parquet with fixed settings."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame.sort_values("flight_id").reset_index(drop=True), preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(None), buffer, compression="zstd")
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
-def build_training_set(feast: FeastResource, entities, feature_service: str):
-    """Point-in-time join of labelled flights with the service's features, in a stable column order."""
-    import pandas as pd
-
-    frame = feast.historical_features(
-        entities.drop(columns=["flight_date"], errors="ignore"), feature_service, TRAINING_CHUNK_DAYS
-    )
-    projections = feast.feature_service(feature_service).feature_view_projections
-    sep = "__" if FULL_FEATURE_NAMES else None
-    refs = [f"{p.name}{sep}{f.name}" if sep else f.name for p in projections for f in p.features]
-    base = [c for c in [*ENTITY_COLUMNS, "event_timestamp", "label_late"] if c in frame.columns]
-    frame = frame[base + refs].sort_values(["event_timestamp", "flight_id"]).reset_index(drop=True)
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
-    return frame, refs
-
-
 @dg.asset(
     key=["features", "training_set"],
     deps=[FCT_FLIGHTS, FEATURE_VIEWS],
@@ -253,8 +138,8 @@ def build_training_set(feast: FeastResource, entities, feature_service: str):
         "scheduled departure - 2 h; cancelled/diverted excluded) joined point-in-time with the features "
         "of a Feast feature service (default flight_delay_v1). Feast takes, per view, the latest row at or "
         "before the prediction time and within the view's TTL, so no feature comes from the future. "
-        "Written once to the lake at a content-addressed key, features/training_set/<start>_<end>_<hash>"
-        ".parquet; the materialization's metadata (training_set/key, sha256, window) is the identity "
+        "Written once to the lake at a content-addressed key, `features/training_set/<start>_<end>_<hash>"
+        ".parquet`; the materialization's metadata (training_set/key, sha256, window) is the identity "
         "the training graph carries from tuning to registration. features/training_set/latest.json names "
         "the newest set for people and tools."
     ),
