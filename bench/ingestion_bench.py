@@ -495,9 +495,9 @@ class Stage:
     caller: tuple[str, str] | None = None
 
 
-INGESTION = "mlops_assets/defs/ingestion/"
+INGESTION = "mlops_assets/ingestion/"
 STAGES = (
-    Stage(INGESTION + "assets.py", "ingest", "ingest: read, validate, store (total)"),
+    Stage(INGESTION + "delivery.py", "ingest", "ingest: read, validate, store (total)"),
     Stage("mlops_assets/resources/storage.py", "read_bytes", "  read landed files"),
     Stage(INGESTION + "parsing.py", "read_landed_csv", "  parse CSV (strict, row by row)"),
     Stage(INGESTION + "rules.py", "validate_rows", "  type + row rules (vectorized)"),
@@ -505,12 +505,12 @@ STAGES = (
         "pandas/core/ops/common.py",  # the wrapper behind Series.__eq__
         "new_method",
         "  split by partition (Series == day, per day)",
-        caller=(INGESTION + "assets.py", "ingest"),
+        caller=(INGESTION + "delivery.py", "ingest"),
     ),
     Stage("mlops_assets/resources/storage.py", "write_parquet", "  write Parquet (lake + quarantine)"),
     Stage("mlops_assets/resources/storage.py", "write_bytes", "    of which write + fsync"),
     Stage(INGESTION + "quarantine.py", "write_quarantined_rows", "    of which quarantine files"),
-    Stage(INGESTION + "assets.py", "_checks_and_metadata", "checks + metadata (total)"),
+    Stage(INGESTION + "delivery.py", "_check_results", "checks + metadata (total)"),
     Stage(INGESTION + "gx_suite.py", "run_suite", "  Great Expectations suite"),
     Stage(INGESTION + "gx_suite.py", "with_partition_witnesses", "    partition witness columns"),
     Stage(

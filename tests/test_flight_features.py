@@ -255,16 +255,15 @@ def real_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def materialized(real_home, spark):
-    from mlops_assets.defs.features.definitions import build_definitions
+    from mlops_assets.defs.features.assets import build_feature_assets
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.warehouse import DuckDBWarehouse
 
     settings = load_settings({"MLOPS_HOME": str(real_home)})
-    defs = build_definitions(settings)
     result = dg.materialize(
-        list(defs.assets),
+        build_feature_assets(settings),
         resources={
             "spark": SparkResource(master="local[2]"),
             "lake": LocalObjectStore(root=str(real_home / "lake")),

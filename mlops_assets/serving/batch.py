@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.features.training_set import ENTITY_COLUMNS
 from mlops_assets.resources.storage import ObjectStore
 
 SCHEDULE_PREFIX = "features/flight_schedule"
@@ -22,7 +23,6 @@ SUMMARY_PREFIX = "predictions/summary"
 # and the schedule row is stamped 24 h before it.
 HORIZON = dt.timedelta(hours=2)
 SCHEDULE_LEAD = dt.timedelta(hours=24)
-ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
 
 
 def predictions_key(day: dt.date | str) -> str:
