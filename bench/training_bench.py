@@ -107,8 +107,8 @@ def quality(home: Path, args) -> dict:
 def tune_overhead(home: Path, args) -> dict:
     import logging
 
-    from mlops_assets.defs.training.assets import prepared_arrays
     from mlops_assets.resources.compute import ComputeResource
+    from mlops_assets.training.data import prepared_arrays
 
     data = load_split(home, args.holdout_days, args.valid_days)
     prep, arrays = prepared_arrays(data)

@@ -9,6 +9,7 @@ a run does not change that run's set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -119,6 +120,47 @@ def test_a_chain_run_records_the_set_materialized_in_the_instance(chain_on_a, se
     first = TUNED if sources[TUNED].startswith("latest materialization") else BASELINES
     assert sources.pop(first).startswith("latest materialization of features/training_set"), sources
     assert set(sources.values()) == {f"pinned by {first.to_user_string()} earlier in this run"}
+
+
+def test_a_reader_names_the_records_it_consumed(home, chain_on_a):
+    """Each writer's metadata names its record and hash; each reader's names the records it read, with
+    the run that wrote them: here all of one run, the chain's."""
+    written = {}
+    for key in (TUNED, BASELINES, MODEL, EVALUATION):
+        metadata = recorded(chain_on_a, key)
+        path = f"models/{key.path[-1]}.json"
+        assert metadata["record_key"] == path
+        # The chain is the last run that wrote these records: the hash is of the bytes in the lake.
+        assert metadata["record_sha256"] == hashlib.sha256((home / "lake" / path).read_bytes()).hexdigest()
+        written[key] = {"key": path, "sha256": metadata["record_sha256"], "run_id": chain_on_a.run_id}
+    for reader, upstreams in ((MODEL, [TUNED]), (EVALUATION, [MODEL, BASELINES])):
+        consumed = recorded(chain_on_a, reader)["consumed_records"]
+        assert [{k: r[k] for k in ("key", "sha256", "run_id")} for r in consumed] == [
+            written[key] for key in upstreams
+        ]
+
+
+def test_a_record_written_by_another_run_than_its_materialization_is_refused(home, instance, chain_on_a):
+    """The model record names the training set the evaluation expects, but not the run of the model's
+    materialization the instance recorded: another run wrote it, so it is not the model that run made."""
+    path = home / "lake/models/flight_delay_model.json"
+    original = path.read_text()
+    record = json.loads(original)
+    materialized_by = instance.get_latest_materialization_event(MODEL).run_id
+    assert record["dagster"]["run_id"] == materialized_by == chain_on_a.run_id
+    path.write_text(json.dumps({**record, "dagster": {**record["dagster"], "run_id": "another-run"}}))
+    evaluation = (home / "lake/models/model_evaluation.json").read_bytes()
+    try:
+        result = run_training(
+            training_resources(home), selection=[EVALUATION], instance=instance, raise_on_error=False
+        )
+        message = failure(result, EVALUATION)
+        assert "written by run another-run" in message, message
+        assert f"made by run {materialized_by}" in message, message
+        assert "Materialize models/flight_delay_model again" in message
+        assert (home / "lake/models/model_evaluation.json").read_bytes() == evaluation  # nothing evaluated
+    finally:
+        path.write_text(original)
 
 
 @dg.asset(deps=[MODEL, BASELINES], op_tags={"dagster/priority": "10"})

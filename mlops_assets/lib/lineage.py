@@ -11,15 +11,16 @@ before doing any work when one did not: a model is never trained with hyperparam
 set, evaluated on another set's holdout, or registered with another set's figures.
 
 The upstream's identity is the one in its materialization event (this run's, else the latest); the lake
-record the step reads (`models/<name>.json`, which holds the hyperparameters or the model URI) must name the
-same set, so a record replaced by another run is refused too.
+record the step reads (`models/<name>.json`, which holds the hyperparameters or the model URI) must have
+been written by that materialization's run (lib/records stamps each record with it) and name the same set,
+so a record replaced by another run is refused too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -27,6 +28,9 @@ from mlops_assets.features.training_set import TRAINING_SET_POINTER, TrainingSet
 from mlops_assets.lib.keys import TRAINING_SET
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.training.data import newest_training_set
+
+if TYPE_CHECKING:
+    from mlops_assets.lib.records import Record
 
 SOURCE = "training_set/source"
 
@@ -92,12 +96,21 @@ def run_training_set(
 
 
 def upstream_training_set(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, record: Mapping[str, Any], record_uri: str
+    context: dg.AssetExecutionContext, key: dg.AssetKey, record: Record, record_uri: str
 ) -> Resolved:
     """The set the upstream `key` worked on: its materialization's identity, checked against the lake
-    `record` this step reads; the record alone when the instance holds no materialization of `key`."""
-    from_record = TrainingSetIdentity.from_record(record["training_set"])
+    `record` this step reads (written by that materialization's run, naming the same set); the record
+    alone when the instance holds no materialization of `key`."""
+    from_record = TrainingSetIdentity.from_record(record.body["training_set"])
     entry = _consumed(context, key)
+    if entry is not None and record.run_id != entry.run_id:
+        written_by = f"run {record.run_id}" if record.run_id else "no Dagster run (an unstamped record)"
+        raise dg.Failure(
+            f"{record_uri} was written by {written_by}, but the materialization of {key.to_user_string()} "
+            f"this step consumes was made by run {entry.run_id} ({_run_label(entry, context)}): another "
+            f"run replaced the record. Materialize {key.to_user_string()} again.",
+            metadata={"record/run_id": str(record.run_id), "materialization/run_id": entry.run_id},
+        )
     identity = _identity(entry) if entry is not None else None
     if identity is None:
         return Resolved(from_record, f"{record_uri} (the instance holds no materialization of it)")

@@ -86,6 +86,20 @@ def load_training_data(
     )
 
 
+def prepared_arrays(data: TrainingData):
+    """(preprocessor, {train, valid} arrays): preprocessing fitted on the training days only."""
+    from mlops_assets.ml.data import LABEL
+    from mlops_assets.ml.preprocessing import Preprocessor
+
+    prep = Preprocessor.fit(data.split.train, data.categorical, data.numeric)
+    arrays = {}
+    for part in ("train", "valid"):
+        frame = getattr(data.split, part)
+        codes, numbers = prep.transform(frame)
+        arrays[part] = (codes, numbers, frame[LABEL].astype("float32").to_numpy())
+    return prep, arrays
+
+
 def model_input_frame(frame, categorical: list[str], numeric: list[str]):
     """The columns a model is given, typed as its signature says: categories as strings, numbers as
     float64 (a missing value is NaN/None, never a sentinel)."""

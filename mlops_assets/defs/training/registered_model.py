@@ -1,0 +1,169 @@
+"""models/registered_model: the MLflow registry; `challenger` always, `champion` only through the gate."""
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.lib.keys import EVALUATION, MODEL, REGISTERED
+from mlops_assets.lib.lineage import pinned_in_run, require_same
+from mlops_assets.lib.records import consumed_metadata, written_metadata
+from mlops_assets.resources.storage import ObjectStore
+from mlops_assets.resources.tracking import MlflowResource
+from mlops_assets.training.chain import CHAIN, GROUP, OWNERS, dagster_tags
+from mlops_assets.training.records import consumed, write_training_record
+
+GATE = "promotion_gate"
+
+
+class RegistryConfig(dg.Config):
+    min_auc_gain: float = Field(default=0.002, description="ROC-AUC the challenger must add to the champion.")
+    ece_tolerance: float = Field(default=0.01, description="How much worse calibrated (ECE) it may be.")
+    floor_baseline: str = Field(
+        default="logistic_regression", description="The baseline the first model must beat (no champion yet)."
+    )
+    floor_margin: float = Field(default=0.0, description="ROC-AUC the first model must add to the floor.")
+
+
+@dg.asset(
+    key=REGISTERED,
+    deps=[EVALUATION],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"mlflow"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE,
+            asset=REGISTERED,
+            description="Did the challenger pass the gate? A refusal is a warning: "
+            "the champion stays in service.",
+        )
+    ],
+    description=(
+        "Registers the new model as a version of `flight_delay` in the MLflow Model Registry and gives it "
+        "the `challenger` alias. `champion` moves to it only when the gate passes: ROC-AUC on the holdout "
+        "above the champion's by a margin and calibration (ECE) not worse; the first model must beat the "
+        "floor baseline. Every alias move is recorded (`alias_history`). `mlops model promote|rollback` "
+        "are the manual levers."
+    ),
+)
+def registered_model(
+    context: dg.AssetExecutionContext, config: RegistryConfig, mlflow: MlflowResource, lake: ObjectStore
+) -> dg.MaterializeResult:
+    import mlflow as mlflow_api
+
+    from mlops_assets.training import registry
+
+    evaluation_record, evaluated_on = consumed(context, lake, EVALUATION)
+    model_record, model_on = consumed(context, lake, MODEL)
+    evaluation, model = evaluation_record.body, model_record.body
+    # Registration reads no training data: the set is the run's when an earlier step pinned it, else the
+    # evaluation's, and the model must have learned from that one.
+    resolved = pinned_in_run(context, CHAIN) or evaluated_on
+    require_same(REGISTERED, resolved, {EVALUATION: evaluated_on, MODEL: model_on})
+    if not evaluation["plausible"]:
+        raise dg.Failure("the evaluation was not plausible; nothing is registered")
+    metrics = evaluation["metrics"]
+    if config.floor_baseline not in metrics:
+        raise dg.Failure(
+            f"floor baseline {config.floor_baseline!r} was not evaluated; have {sorted(metrics)}"
+        )
+    mlflow.activate()
+    client = mlflow.client()
+    candidate = metrics["candidate"]
+    if model["run_id"] != evaluation["candidate"]["run_id"]:
+        raise dg.Failure("models/flight_delay_model changed since the evaluation; evaluate it first")
+    tags = {
+        **dagster_tags(context),
+        # Serving's decision rule travels with the version: late when probability >= this.
+        registry.THRESHOLD_TAG: f"{model['decision_threshold']:.6f}",
+        "training_set.key": resolved.identity.key,
+        "training_set.sha256": resolved.identity.sha256,
+        "training_window": "..".join(resolved.identity.window),
+        "feature_service": resolved.identity.feature_service,
+        "holdout": evaluation["holdout"],
+        **{f"holdout_{k}": f"{v:.6f}" for k, v in candidate.items()},
+    }
+    champion_before = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
+    # The evaluation scored the champion of its time on this holdout; if the alias moved since, the
+    # gate would judge against stale figures, so nothing is registered until the evaluation reruns.
+    if str(champion_before) != str(evaluation["champion_version"]):
+        raise dg.Failure(
+            f"the champion is version {champion_before} but the evaluation scored version "
+            f"{evaluation['champion_version']}; materialize models/model_evaluation again"
+        )
+    registered = mlflow_api.register_model(evaluation["candidate"]["model_uri"], mlflow.model_name, tags=tags)
+    version = str(registered.version)
+    registry.move_alias(
+        client,
+        mlflow.model_name,
+        registry.CHALLENGER,
+        version,
+        "register",
+        context.run.run_id,
+        "new model from the training graph",
+    )
+    decision = registry.gate(
+        candidate,
+        metrics.get("champion"),
+        metrics[config.floor_baseline],
+        config.floor_baseline,
+        config.min_auc_gain,
+        config.ece_tolerance,
+        config.floor_margin,
+    )
+    client.set_model_version_tag(
+        mlflow.model_name, version, "gate", "passed" if decision.passed else "refused"
+    )
+    client.set_model_version_tag(
+        mlflow.model_name, version, "gate_reasons", "; ".join(decision.reasons) or "-"
+    )
+    if decision.passed:
+        registry.promote(
+            client,
+            mlflow.model_name,
+            version,
+            context.run.run_id,
+            f"gate passed against {decision.compared_with}",
+        )
+        context.log.info(f"version {version} is the new champion (was {champion_before})")
+    else:
+        context.log.warning(f"version {version} stays challenger: {'; '.join(decision.reasons)}")
+    champion = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
+    record = {
+        "model_name": mlflow.model_name,
+        "version": version,
+        "promoted": decision.passed,
+        "reasons": decision.reasons,
+        "compared_with": decision.compared_with,
+        "champion_before": champion_before,
+        "champion": champion,
+        "metrics": metrics,
+        "training_set": resolved.identity.record(),
+    }
+    written = write_training_record(lake, REGISTERED, record, context)
+    return dg.MaterializeResult(
+        metadata={
+            "model": mlflow.model_name,
+            "version": version,
+            "champion": str(champion),
+            "champion_before": str(champion_before),
+            "promoted": decision.passed,
+            "compared_with": decision.compared_with,
+            "candidate/roc_auc": dg.MetadataValue.float(round(candidate["roc_auc"], 4)),
+            "alias_history": dg.MetadataValue.json(registry.history(client, mlflow.model_name)[-5:]),
+            "load_with": f'mlflow.pyfunc.load_model("models:/{mlflow.model_name}@champion")',
+            **resolved.metadata(),
+            **written_metadata(written),
+            **consumed_metadata([evaluation_record, model_record]),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=GATE,
+                passed=decision.passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "compared_with": decision.compared_with,
+                    "reasons": "; ".join(decision.reasons) or "-",
+                },
+            )
+        ],
+    )
