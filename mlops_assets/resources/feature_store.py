@@ -109,12 +109,13 @@ class FeastResource(dg.ConfigurableResource):
         text = (Path(self.repo_dir) / "profiles" / f"{self.profile}.yaml").read_text()
         text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         values = {
-            "FEAST_PROJECT": self.project,
             "MLOPS_HOME": str(Path(self.home)),
             "MLOPS_REDIS_URL": self.redis_url,
             "MLOPS_S3_BUCKET": self._bucket() if self.profile == "production" else "",
         }
         config = yaml.safe_load(string.Template(text).substitute(values))
+        # The YAML names the project literally, so that the `feast` CLI needs no variable for it.
+        config["project"] = self.project
         if self.online_store == "redis":
             config["online_store"] = {"type": "redis", "connection_string": self.redis_url}
         elif self.online_store == "sqlite":

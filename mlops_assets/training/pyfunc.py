@@ -33,15 +33,31 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={md.version(name)}" for name in packages] + ["mlops-assets"]
 
 
+def signature(input_example, predictions):
+    """The signature inferred from the example, with the coded features (hour, weekday) declared `Any`:
+    the training set holds them as integers, `model_input_frame` and the service as strings, and the
+    preprocessor spells both as the same category. Numeric columns stay double, which MLflow's schema
+    enforcement accepts integer columns for."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    from mlops_assets.ml.data import CODED_FEATURES
+
+    inferred = infer_signature(input_example, predictions)
+    columns = [
+        ColSpec(AnyType(), column.name, required=column.required) if column.name in CODED_FEATURES else column
+        for column in inferred.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
+
+
 def log_pytorch_model(bundle_dir: Path, input_example, predictions):
     """Log the bundle under the active run as `model`; returns mlflow's ModelInfo."""
-    from mlflow.models import infer_signature
-
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=FlightDelayModel(),
         artifacts={BUNDLE: str(bundle_dir)},
-        signature=infer_signature(input_example, predictions),
+        signature=signature(input_example, predictions),
         input_example=input_example,
         pip_requirements=pip_requirements(),
     )
