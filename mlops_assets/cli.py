@@ -277,8 +277,9 @@ def retrain_if_needed() -> None:
     job the sensor would request (training set over the moved window, then the training graph)."""
     import dagster as dg
 
+    from mlops_assets.lib.job_runs import execute_request
     from mlops_assets.lib.settings import load_settings
-    from mlops_assets.monitoring.retraining import evaluate, record_request
+    from mlops_assets.monitoring.retraining import JOB_NAME, evaluate, record_request
     from mlops_assets.resources.retraining_policy import RetrainingPolicy
     from mlops_assets.resources.tracking import mlflow_resource
 
@@ -295,37 +296,8 @@ def retrain_if_needed() -> None:
             print(f"floor schedule: {'RETRAIN' if decision.retrain else 'no retraining'}: {decision.reason}")
     if decision.retrain and decision.window:
         record_request(_lake(), decision, f"{trigger}, via mlops")
-        execute_job(retraining_command, decision.run_request({"mlops/trigger": trigger}))
-
-
-def retraining_command(config_file: str, tags: dict[str, str]) -> list[str]:
-    """`dagster job execute` of the retraining job: the run shows in the UI as the sensor's own
-    `retrain_model` runs do, with the run config and tags of the sensor's RunRequest."""
-    from mlops_assets.monitoring.retraining import JOB_NAME
-
-    module = ["-m", "mlops_assets.definitions", "-a", "defs"]
-    return [
-        *[sys.executable, "-m", "dagster", "job", "execute", *module, "-j", JOB_NAME],
-        *["-c", config_file, "--tags", json.dumps(tags)],
-    ]
-
-
-def execute_job(command, request) -> None:
-    """Runs `command(config_file, tags)` for a RunRequest: `dagster job execute` reads run config from
-    files only."""
-    import tempfile
-
-    run_config = {**_executor_config(), **request.run_config}
-    with tempfile.TemporaryDirectory(prefix="mlops-run-") as folder:
-        config_file = Path(folder) / "run_config.json"
-        config_file.write_text(json.dumps(run_config))
-        args = command(str(config_file), request.tags)
-        job = args[args.index("-j") + 1]
-        print(f"$ dagster job execute -j {job} --tags '{json.dumps(request.tags)}'")
-        completed = subprocess.run(args, capture_output=True, text=True)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
-        raise SystemExit(f"job {job} failed (exit {completed.returncode})")
+        # The sensor's own job and RunRequest: the UI lists a `retrain_model` run, as for the daemon's.
+        execute_request(JOB_NAME, decision.run_request({"mlops/trigger": trigger}), _executor_config())
 
 
 def print_summary() -> None:

@@ -332,8 +332,8 @@ def test_the_demos_retraining_is_a_run_of_the_retraining_job(tmp_path, monkeypat
     its first step, after the instance has it: what the UI lists is what this test asserts."""
     import dagster as dg
 
-    from mlops_assets.cli import execute_job, retraining_command
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.lib.job_runs import execute_request
     from mlops_assets.monitoring.retraining import JOB_NAME, RETRAIN_SELECTION, Decision
 
     request = Decision(True, "drift", ("2013-02-01", "2013-02-10"), "v1:2013-02-10").run_request(
@@ -346,7 +346,7 @@ def test_the_demos_retraining_is_a_run_of_the_retraining_job(tmp_path, monkeypat
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
     with pytest.raises(SystemExit, match=f"job {JOB_NAME} failed"):
-        execute_job(retraining_command, request)
+        execute_request(JOB_NAME, request)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         runs = instance.get_runs()
     assert [run.job_name for run in runs] == ["retrain_model"]

@@ -1,0 +1,35 @@
+"""A RunRequest run by `dagster job execute` of this code location, in a process of its own: the run
+shows in the UI under its job's name, with the request's run config and tags, as a sensor's run would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CODE_LOCATION = ["-m", "mlops_assets.definitions", "-a", "defs"]
+
+
+def job_execute_command(job_name: str, config_file: str, tags: dict[str, str]) -> list[str]:
+    return [
+        *[sys.executable, "-m", "dagster", "job", "execute", *CODE_LOCATION, "-j", job_name],
+        *["-c", config_file, "--tags", json.dumps(tags)],
+    ]
+
+
+def execute_request(job_name: str, request: Any, run_config: dict | None = None) -> None:
+    """Runs `request` (a dg.RunRequest) as a run of `job_name`, `run_config` merged under the request's;
+    exits with the run's output when it fails. `dagster job execute` reads run config from files only."""
+    config = {**(run_config or {}), **request.run_config}
+    with tempfile.TemporaryDirectory(prefix="mlops-run-") as folder:
+        config_file = Path(folder) / "run_config.json"
+        config_file.write_text(json.dumps(config))
+        print(f"$ dagster job execute -j {job_name} --tags '{json.dumps(request.tags)}'")
+        command = job_execute_command(job_name, str(config_file), request.tags)
+        completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
+        raise SystemExit(f"job {job_name} failed (exit {completed.returncode})")
