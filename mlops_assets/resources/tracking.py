@@ -8,6 +8,11 @@ the MLflow run too early (dagster issue 21872). `mlflow` is imported inside the 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
 import dagster as dg
 from pydantic import Field
 
@@ -16,6 +21,7 @@ from mlops_assets.lib.settings import Settings
 MODEL_NAME = "flight_delay"
 EXPERIMENT = "flight_delay"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+SQLITE_PREFIX = "sqlite:///"
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -35,6 +41,7 @@ class MlflowResource(dg.ConfigurableResource):
         """Point the mlflow module at this store and return the experiment id (created when missing)."""
         import mlflow
 
+        create_sqlite_store(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         experiment = mlflow.get_experiment_by_name(self.experiment)
@@ -57,6 +64,32 @@ class MlflowResource(dg.ConfigurableResource):
         return (
             f"mlflow ui --backend-store-uri {self.tracking_uri}  →  experiment {experiment_id}, run {run_id}"
         )
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Creates a missing SQLite store whole, or not at all.
+
+    MLflow creates its tables through some thirty schema migrations; a process killed among them leaves
+    a database every later run fails to migrate ("table _alembic_tmp_experiments already exists"). So
+    the tables are built in a private file first and linked into place only when complete; `os.link`
+    fails when another process got there first, so a store that is already in use is never replaced.
+    """
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return
+    path = Path(tracking_uri.removeprefix(SQLITE_PREFIX))
+    if path.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        store = SqlAlchemyStore(f"{SQLITE_PREFIX}{staged}", staged.parent.as_uri())
+        store.engine.dispose()
+        with contextlib.suppress(FileExistsError):
+            os.link(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def mlflow_resource(settings: Settings) -> MlflowResource:
