@@ -297,6 +297,21 @@ def test_dbt_build_as_documented(layout):
     assert (layout / "data" / "warehouse.duckdb").exists()
 
 
+def test_the_views_of_a_hand_run_dbt_build_read_from_anywhere(layout, monkeypatch):
+    """`dbt build` typed in dbt/ makes views over `../data/lake/...`; the platform, running from another
+    folder, reads them through its warehouse resource all the same."""
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
+    from mlops_assets.transform import dbt_project
+
+    block = next(b for b in doc_blocks() if b.heading.startswith("dbt") and b.language == "console")
+    run_block(block, layout)
+    monkeypatch.setattr(dbt_project, "DBT_PROJECT_DIR", layout / "dbt")  # the layout is the repository here
+    monkeypatch.chdir(layout)  # where `make` and `dagster dev` run: ../data is not the home from here
+    warehouse = DuckDBWarehouse(path=str(layout / "data" / "warehouse.duckdb"))
+    rows = warehouse.query_arrow("select count(*) as n from staging.stg_weather").column("n")[0].as_py()
+    assert rows > 0
+
+
 def test_dg_list_defs_as_documented():
     block = next(b for b in doc_blocks() if b.heading.startswith("Dagster"))
     outputs = run_block(block, ROOT)

@@ -119,12 +119,20 @@ class DuckDBWarehouse(Warehouse):
             return con.sql(sql, params=list(params) or None).to_arrow_table()
 
     def _connect(self):
-        """A read-only connection; dbt holds the single writer's lock while it builds, so wait a little."""
+        """A read-only connection; dbt holds the single writer's lock while it builds, so wait a little.
+
+        Relative Parquet paths in the views resolve against dbt/: a `dbt build` typed in dbt/ with no
+        MLOPS_HOME creates its views over `../data/lake/...`, which would otherwise resolve against
+        whichever folder the reader runs in."""
         import duckdb
+
+        from mlops_assets.transform.dbt_project import DBT_PROJECT_DIR
 
         for attempt in range(5):
             try:
-                return duckdb.connect(self.path, read_only=True)
+                return duckdb.connect(
+                    self.path, read_only=True, config={"file_search_path": str(DBT_PROJECT_DIR)}
+                )
             except duckdb.IOException:
                 if attempt == 4:
                     raise
