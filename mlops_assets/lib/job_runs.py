@@ -4,6 +4,7 @@ shows in the UI under its job's name, with the request's run config and tags, as
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ def execute_request(job_name: str, request: Any, run_config: dict | None = None)
     with tempfile.TemporaryDirectory(prefix="mlops-run-") as folder:
         config_file = Path(folder) / "run_config.json"
         config_file.write_text(json.dumps(config))
-        print(f"$ dagster job execute -j {job_name} --tags '{json.dumps(request.tags)}'")
+        print(f"$ dagster job execute -j {job_name} --tags {shlex.quote(json.dumps(request.tags))}")
         command = job_execute_command(job_name, str(config_file), request.tags)
         completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
