@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlops_assets.lib.keys import BASELINES, EVALUATION, MODEL, REGISTERED, TUNED
+from mlops_assets.lib.keys import BASELINES, EVALUATION, ML_OWNERS, MODEL, REGISTERED, TUNED
 
 if TYPE_CHECKING:
     import dagster as dg
 
 GROUP = "training"
-OWNERS = ["team:ml-platform"]
+OWNERS = ML_OWNERS
 GPU_POOL = "gpu"
 CHAIN = [TUNED, BASELINES, MODEL, EVALUATION, REGISTERED]  # the assets that carry the run's training set
 

@@ -20,7 +20,7 @@ from mlops_assets.features.inputs import WEATHER_LOOKBACK_DAYS, read_warehouse_i
 from mlops_assets.features.publish import FEATURES_PREFIX, describe_outputs, staging_store, write_tables
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, days_between, window_bounds
-from mlops_assets.lib.keys import FCT_FLIGHTS, FLIGHT_FEATURES, STG_WEATHER
+from mlops_assets.lib.keys import FCT_FLIGHTS, FLIGHT_FEATURES, ML_OWNERS, STG_WEATHER
 from mlops_assets.lib.settings import Settings
 from mlops_assets.resources.spark import SparkResource
 from mlops_assets.resources.storage import ObjectStore
@@ -28,7 +28,7 @@ from mlops_assets.resources.warehouse import Warehouse
 
 ASSET_KEY = FLIGHT_FEATURES
 GROUP = "features"
-OWNER = "team:ml-platform"
+OWNERS = ML_OWNERS
 UPSTREAM = (FCT_FLIGHTS, STG_WEATHER)
 
 
@@ -62,7 +62,7 @@ def build_feature_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         key=ASSET_KEY,
         deps=upstream_deps(),
         group_name=GROUP,
-        owners=[OWNER],
+        owners=OWNERS,
         kinds={"spark", "parquet"},
         description=DESCRIPTION,
         partitions_def=daily_partitions(),

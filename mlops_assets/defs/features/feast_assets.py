@@ -24,13 +24,13 @@ from mlops_assets.features.training_set import (
 )
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions
-from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES
+from mlops_assets.lib.keys import FCT_FLIGHTS, FEATURE_VIEWS, FLIGHT_FEATURES, ML_OWNERS
 from mlops_assets.resources.feature_store import FeastResource
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.warehouse import Warehouse
 
 GROUP = "features"
-OWNERS = ["team:ml-platform"]
+OWNERS = ML_OWNERS
 
 
 @dg.asset(

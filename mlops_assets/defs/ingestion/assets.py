@@ -13,9 +13,10 @@ from pydantic import Field
 from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES, TableContract
 from mlops_assets.ingestion.delivery import GX_CHECK, QUARANTINE_CHECK, deliver, reference_sets_of
 from mlops_assets.lib.calendar import daily_partitions
+from mlops_assets.lib.keys import DATA_OWNERS
 from mlops_assets.resources.storage import ObjectStore
 
-OWNER = "team:data-platform"
+OWNERS = DATA_OWNERS
 
 
 class IngestConfig(dg.Config):
@@ -64,7 +65,7 @@ def build_daily_asset(contract: TableContract) -> dg.AssetsDefinition:
         "fail a rule are quarantined with their reason, unreadable files are quarantined whole. A "
         "delivery replaces a partition only once its blocking checks pass.",
         group_name="ingestion",
-        owners=[OWNER],
+        owners=OWNERS,
         kinds={"pandas", "great_expectations", "parquet"},
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -93,7 +94,7 @@ def build_reference_asset(contract: TableContract) -> dg.AssetsDefinition:
         description=f"{contract.description} Reference table, replaced whole on each delivery that "
         "passes its blocking checks.",
         group_name="ingestion",
-        owners=[OWNER],
+        owners=OWNERS,
         kinds={"pandas", "great_expectations", "parquet"},
         check_specs=_check_specs(key, contract),
         tags={"layer": "raw"},

@@ -20,6 +20,7 @@ from mlops_assets.lib.keys import (
     BATCH_PREDICTIONS,
     DRIFT_REPORT,
     FCT_FLIGHTS,
+    ML_OWNERS,
     MODEL_PERFORMANCE,
     TRAINING_SET,
 )
@@ -44,7 +45,7 @@ from mlops_assets.resources.training_plan import TrainingPlan
 from mlops_assets.resources.warehouse import Warehouse
 
 GROUP = "monitoring"
-OWNERS = ["team:ml-platform"]
+OWNERS = ML_OWNERS
 
 
 class MonitoringConfig(dg.Config):

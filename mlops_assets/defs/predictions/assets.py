@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, window_days
-from mlops_assets.lib.keys import BATCH_PREDICTIONS, FEATURE_VIEWS, FLIGHT_FEATURES, REGISTERED
+from mlops_assets.lib.keys import BATCH_PREDICTIONS, FEATURE_VIEWS, FLIGHT_FEATURES, ML_OWNERS, REGISTERED
 from mlops_assets.lib.records import write_record, written_metadata
 from mlops_assets.resources.feature_store import FeastResource
 from mlops_assets.resources.storage import ObjectStore
@@ -31,7 +31,7 @@ from mlops_assets.serving.batch import (
 )
 
 GROUP = "serving"
-OWNERS = ["team:ml-platform"]
+OWNERS = ML_OWNERS
 COMPLETE = "every_flight_scored"
 
 
