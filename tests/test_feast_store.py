@@ -215,6 +215,36 @@ def test_point_in_time_join(synthetic):
     assert frame["flight_schedule__distance"].notna().all()
 
 
+def test_point_in_time_join_equals_feasts_file_store(synthetic):
+    """The platform's offline store (DuckDB ASOF) against Feast's own `file` (Dask) store on the same
+    registry and files, one view at a time (the Dask store drops an entity row whose candidates are all
+    older than the TTL, which per view means nulls): every cell equal."""
+    from feast import FeatureStore, RepoConfig
+
+    home, feast, entities = synthetic
+    config = feast.rendered_config()
+    config["offline_store"] = {"type": "file"}
+    dask_config = RepoConfig(**config)
+    dask_config.repo_path = Path(feast.repo_dir)
+    dask = FeatureStore(config=dask_config)
+    expected = entities.copy()
+    for projection in dask.get_feature_service(SERVICE).feature_view_projections:
+        keys = list(dask.get_feature_view(projection.name).join_keys)
+        requests = entities[[*keys, "event_timestamp"]].drop_duplicates()
+        refs = [f"{projection.name}:{f.name}" for f in projection.features]
+        joined = dask.get_historical_features(
+            entity_df=requests, features=refs, full_feature_names=True
+        ).to_df()
+        joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
+        expected = expected.merge(joined, on=[*keys, "event_timestamp"], how="left", validate="many_to_one")
+    got = feast.historical_features(entities, SERVICE)
+    columns = _feature_columns(expected)
+    assert _feature_columns(got) == columns and len(columns) == 8 + 4 * 9 + 12
+    left = got.sort_values("flight_id").reset_index(drop=True)[columns].astype("float64")
+    right = expected.sort_values("flight_id").reset_index(drop=True)[columns].astype("float64")
+    pd.testing.assert_frame_equal(left, right, check_exact=True)
+
+
 def _truncated_lake(src: Path, dst: Path, cutoff: pd.Timestamp) -> None:
     for table_dir in (src / "features").iterdir():
         for file in table_dir.glob("*.parquet"):

@@ -4,8 +4,9 @@ materialization writes (counted from the feature files, for the partition's meta
 import datetime as dt
 from pathlib import Path
 
+from mlops_assets.features.day_files import day_of_file
 from mlops_assets.lib.calendar import LOCAL_TZ
-from mlops_assets.resources.feature_store import FeastResource, day_of_file
+from mlops_assets.resources.feature_store import FeastResource
 
 # A flight's schedule row is stamped 24 h before its departure: partition D also (re)writes the rows
 # stamped on D-1, so the flights of D are online even when D's file lands after D-1 was materialized.

@@ -22,7 +22,6 @@ from mlops_assets.resources.feature_store import FULL_FEATURE_NAMES, FeastResour
 from mlops_assets.resources.warehouse import Warehouse, as_warehouse
 
 ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "dest", "route"]
-TRAINING_CHUNK_DAYS = 7
 TRAINING_SET_POINTER = "features/training_set/latest.json"
 ENTITY_SOURCE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "prediction_time_utc", "flight_date"]
 
@@ -65,7 +64,7 @@ def build_training_set(feast: FeastResource, entities, feature_service: str):
     import pandas as pd
 
     frame = feast.historical_features(
-        entities.drop(columns=["flight_date"], errors="ignore"), feature_service, TRAINING_CHUNK_DAYS
+        entities.drop(columns=["flight_date"], errors="ignore"), feature_service
     )
     projections = feast.feature_service(feature_service).feature_view_projections
     sep = "__" if FULL_FEATURE_NAMES else None

@@ -6,16 +6,17 @@ environment: the definitions pass them in), builds `feast.FeatureStore` from tha
 
 | part | local | production |
 | --- | --- | --- |
-| offline | `file` (Dask), `<home>/lake/features/<table>/` | `file`, `s3://<bucket>/lake/features/<table>/` |
+| offline (DuckDB ASOF) | `<home>/lake/features/<table>/` | `s3://<bucket>/lake/features/<table>/` |
 | online store | SQLite `<home>/feast/online.db` | Redis `MLOPS_REDIS_URL` (default 127.0.0.1:6379) |
 | registry | `<home>/feast/registry.db` | `s3://<bucket>/feast/registry.db` |
 
 `online_store="redis"` gives the local profile a Redis online store (tests, benchmarks). `feast` is imported
 inside the methods only: loading the code location stays cheap.
 
-On S3 the `file` offline store reads the Parquet folders through Dask and s3fs (pinned with a boto3 that
-aiobotocore accepts, see pyproject.toml), at `s3_endpoint_url` when one is set; the S3 registry takes
-the same endpoint.
+The offline store is a Feast custom offline store (`mlops_assets/features/offline_store.py`): Feast's
+`get_historical_features` and `materialize`, computed by DuckDB over the same FileSources. On S3 it reads
+the Parquet folders through s3fs (pinned with a boto3 that aiobotocore accepts, see pyproject.toml), at
+`s3_endpoint_url` when one is set; the S3 registry takes the same endpoint.
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ import importlib.util
 import os
 import string
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -85,7 +84,6 @@ class FeastResource(dg.ConfigurableResource):
 
     _store: Any = PrivateAttr(default=None)
     _objects: Any = PrivateAttr(default=None)
-    _s3: Any = PrivateAttr(default=None)
 
     # ---- configuration -------------------------------------------------------------------------------
     def feature_source_root(self) -> str:
@@ -169,14 +167,6 @@ class FeastResource(dg.ConfigurableResource):
         finally:
             os.environ.pop(FEAST_S3_ENDPOINT_ENV, None)
 
-    def _s3_client(self):
-        """One boto3 S3 client (credentials from boto3's chain, as the rest of the platform)."""
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)
-        return self._s3
-
     # ---- operations ----------------------------------------------------------------------------------
     def apply(self) -> dict[str, Any]:
         """`feast apply`: register (and update the online tables of) every object of the repository."""
@@ -206,119 +196,21 @@ class FeastResource(dg.ConfigurableResource):
     def feature_service(self, name: str):
         return self.get_store().get_feature_service(name)
 
-    def historical_features(self, entity_df, feature_service: str, chunk_days: int | None = None):
-        """Point-in-time join of `entity_df` (join keys + event_timestamp) with the service's features.
-
-        One `get_historical_features` per feature view of the service (on the distinct join keys and
-        timestamps), merged back onto `entity_df`:
-        Feast 0.67's file (Dask) offline store DROPS an entity row whose only candidate rows are older than
-        the view's TTL (instead of returning nulls), which in one multi-view call loses the row's other
-        views too. Per view, such a row just gets nulls for that view. The Dask store also merges each
-        entity row with every source row of its key before filtering on time, so large frames are joined
-        in chunks of `chunk_days` days of event_timestamp.
-        """
+    def historical_features(self, entity_df, feature_service: str):
+        """Point-in-time join of `entity_df` (join keys + event_timestamp) with the service's features:
+        Feast's `get_historical_features`, answered by the profile's offline store (DuckDB ASOF joins over
+        the feature files, `mlops_assets/features/offline_store.py`), one row per entity row, in order."""
         import pandas as pd
 
         store = self.get_store()
-        service = store.get_feature_service(feature_service)
-        result = entity_df.reset_index(drop=True).copy()
-        result["event_timestamp"] = pd.to_datetime(result["event_timestamp"], utc=True)
-        for projection in service.feature_view_projections:
-            refs = [f"{projection.name}:{f.name}" for f in projection.features]
-            keys = list(store.get_feature_view(projection.name).join_keys)
-            # Feast de-duplicates entity rows on (join keys, timestamp): ask once per distinct pair.
-            requests = result[[*keys, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
-            stamps = requests["event_timestamp"]
-            if chunk_days and not requests.empty:
-                buckets = ((stamps - stamps.min()).dt.days // chunk_days).to_numpy()
-            else:
-                buckets = [0] * len(requests)
-            parts = []
-            for _, part in requests.groupby(buckets):
-                joined = self._join_view(store, store.get_feature_view(projection.name), refs, part)
-                joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
-                parts.append(joined)
-            joined = pd.concat(parts, ignore_index=True) if parts else requests
-            result = result.merge(joined, on=[*keys, "event_timestamp"], how="left", validate="many_to_one")
-        return result
-
-    def _join_view(self, store, view, refs: list[str], entity_df):
-        """Feast's point-in-time join of one view for `entity_df`.
-
-        The view's source is narrowed first to the day files that can match (the entity window minus
-        the view's TTL, a day of margin either side): the Dask store merges every entity row with every
-        source row of its key before it filters on time, so a chunk of one week would otherwise pay for
-        the whole year. Locally the narrowed source is a folder of symbolic links; on S3 a temporary
-        prefix of server-side copies (no data passes through this process), deleted afterwards. The
-        join itself is Feast's, unchanged (its provider, with a copy of the registered view)."""
-        source = view.batch_source
-        stamps = entity_df["event_timestamp"]
-        first = (stamps.min() - view.ttl).date() - dt.timedelta(days=1)
-        last = stamps.max().date() + dt.timedelta(days=1)
-        with self._narrowed_source(source.path, view.name, first, last) as narrowed:
-            if narrowed is None:  # not day files, or none in the window: the whole source
-                job = store.get_historical_features(
-                    entity_df=entity_df, features=refs, full_feature_names=FULL_FEATURE_NAMES
-                )
-                return job.to_df()
-            pruned = view.__copy__()
-            pruned.batch_source = type(source).from_proto(source.to_proto())
-            pruned.batch_source.file_options.uri = narrowed
-            job = store._get_provider().get_historical_features(
-                store.config, [pruned], refs, entity_df, store.registry, store.project, FULL_FEATURE_NAMES
-            )
-            return job.to_df()
-
-    @contextlib.contextmanager
-    def _narrowed_source(self, path: str, view: str, first: dt.date, last: dt.date) -> Iterator[str | None]:
-        """A folder (local or s3://) holding only the day files of `path` within [first, last]."""
-        if path.startswith("s3://"):
-            with self._narrowed_s3(path, view, first, last) as narrowed:
-                yield narrowed
-            return
-        folder = Path(path)
-        if "://" in path or not folder.is_dir():
-            yield None
-            return
-        files = [f for f in folder.glob("*.parquet") if _in_window(f.name, first, last)]
-        if not files:
-            yield None
-            return
-        with tempfile.TemporaryDirectory(prefix=f"{view}-") as narrowed:
-            for file in files:
-                (Path(narrowed) / file.name).symlink_to(file.resolve())
-            yield narrowed
-
-    @contextlib.contextmanager
-    def _narrowed_s3(self, uri: str, view: str, first: dt.date, last: dt.date) -> Iterator[str | None]:
-        """`s3://<bucket>/<features>/.pit-<id>/<view>/`: copies of the day files in the window, made with
-        CopyObject and deleted on exit. It sits beside the view folders, never inside one, and its name
-        starts with `.` like every temporary object of the lake."""
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        prefix = prefix.rstrip("/")
-        client = self._s3_client()
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
-        keys = [
-            item["Key"]
-            for page in pages
-            for item in page.get("Contents", [])
-            if "/" not in item["Key"][len(prefix) + 1 :] and _in_window(item["Key"], first, last)
-        ]
-        if not keys:
-            yield None
-            return
-        scratch = f"{PurePosixPath(prefix).parent}/.pit-{uuid.uuid4().hex[:12]}/{view}"
-        copies: list[str] = []
-        try:
-            for key in keys:
-                target = f"{scratch}/{PurePosixPath(key).name}"
-                client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key})
-                copies.append(target)
-            yield f"s3://{bucket}/{scratch}"
-        finally:
-            for start in range(0, len(copies), 1000):  # DeleteObjects takes at most 1,000 keys
-                batch = [{"Key": key} for key in copies[start : start + 1000]]
-                client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        frame = entity_df.reset_index(drop=True).copy()
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+        job = store.get_historical_features(
+            entity_df=frame,
+            features=store.get_feature_service(feature_service),
+            full_feature_names=FULL_FEATURE_NAMES,
+        )
+        return job.to_df()
 
     def online_features(self, entity_rows: list[dict[str, Any]], feature_service: str) -> dict[str, list]:
         store = self.get_store()
@@ -328,24 +220,6 @@ class FeastResource(dg.ConfigurableResource):
             full_feature_names=FULL_FEATURE_NAMES,
         )
         return response.to_dict()
-
-
-def day_of_file(path: Path | PurePosixPath) -> dt.date | None:
-    """The day of a `<YYYY-MM-DD>.parquet` feature file; None for any other name."""
-    try:
-        return dt.date.fromisoformat(path.stem)
-    except ValueError:
-        return None
-
-
-def _in_window(name: str, first: dt.date, last: dt.date) -> bool:
-    """A Parquet file a join over [first, last] may need: a day file of the window, or a file that is not
-    a day file (kept, as it could hold any day). Hidden and temporary names never are."""
-    file = PurePosixPath(name)
-    if file.suffix != ".parquet" or file.name.startswith((".", "_")):
-        return False
-    day = day_of_file(file)
-    return day is None or first <= day <= last
 
 
 def feast_resource(settings: Settings, **overrides) -> FeastResource:

@@ -79,7 +79,7 @@ def batch_predictions(
     service = mlflow.client().get_run(champion.run_id).data.tags.get("feature_service", "flight_delay_v1")
     flights = pd.concat([scheduled_flights(lake, day).assign(_day=day) for day in days], ignore_index=True)
     entity_df = flights[[*ENTITY_COLUMNS, "event_timestamp"]]
-    features = feast.historical_features(entity_df, service, chunk_days=7) if len(flights) else entity_df
+    features = feast.historical_features(entity_df, service) if len(flights) else entity_df
     summaries = []
     for day, part in flights.groupby("_day", sort=True):
         scored = score_day(part.drop(columns="_day"), features, champion, model)
