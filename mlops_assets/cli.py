@@ -7,6 +7,8 @@ mlops replay --start 2013-04-01 --every 60          one day per minute (the daem
 mlops replay --start 2013-04-01 --end 2013-12-31 --days-per-step 7 --when-idle 90
                                                     a week at a time, once the graph is done with the last
 mlops summary                                       what the lake holds and what was quarantined
+mlops report html monitoring/drift_report 2013-03-08
+                                                    render Evidently's drift report of a day (lake HTML)
 mlops retrain                                       the retraining rules, applied now (runs retrain_model)
 mlops model show|history                            the registered model's aliases and their history
 mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 from mlops_assets.lib.calendar import RANGE_END_TAG, RANGE_START_TAG
+from mlops_assets.lib.run_output import follow
 
 DEFAULT_START = "2013-01-01"
 DEFAULT_END = "2013-03-31"
@@ -213,10 +216,10 @@ def materialize(selection: str, partition_range: str | None = None, ops: dict | 
         f"$ dagster asset materialize --select {selection}"
         + (f" --partition-range {partition_range}" if partition_range else "")
     )
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
-        raise SystemExit(f"materialization of {selection} failed (exit {completed.returncode})")
+    code, output = follow(command)
+    if code != 0:
+        sys.stderr.write(output[-12000:])
+        raise SystemExit(f"materialization of {selection} failed (exit {code})")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -334,6 +337,23 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     print_summary()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Evidently's report of a monitored day, rendered from the inputs its asset recorded, over the day's
+    page in the lake (the page the materialization links to)."""
+    import dagster as dg
+
+    from mlops_assets.monitoring.drift import render_drift_html
+
+    try:
+        uri, same = render_drift_html(_lake(), args.day)
+    except dg.Failure as error:
+        raise SystemExit(error.description) from None
+    print(f"{uri}: Evidently's drift report of {args.day}")
+    if not same:
+        print("warning: its figures differ from the day's record: the day's inputs changed since it ran")
     return 0
 
 
@@ -474,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "retrain", help="apply the retraining sensor and floor schedule rules now; run the job if one fires"
     ).set_defaults(handler=cmd_retrain)
+    report = commands.add_parser("report", help="render Evidently's HTML report of a monitored day")
+    report.add_argument("format", choices=["html"])
+    report.add_argument("asset", choices=["monitoring/drift_report"])
+    report.add_argument("day", type=_date)
+    report.set_defaults(handler=cmd_report)
     model = commands.add_parser("model", help="the registered model: show, history, promote, rollback")
     model.add_argument("action", choices=["show", "history", "promote", "rollback"])
     model.add_argument("--version", help="the version to promote")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from mlops_assets.lib.run_output import follow
 
 CODE_LOCATION = ["-m", "mlops_assets.definitions", "-a", "defs"]
 
@@ -30,7 +31,7 @@ def execute_request(job_name: str, request: Any, run_config: dict | None = None)
         config_file.write_text(json.dumps(config))
         print(f"$ dagster job execute -j {job_name} --tags {shlex.quote(json.dumps(request.tags))}")
         command = job_execute_command(job_name, str(config_file), request.tags)
-        completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
-        raise SystemExit(f"job {job_name} failed (exit {completed.returncode})")
+        code, output = follow(command)
+    if code != 0:
+        sys.stderr.write(output[-12000:])
+        raise SystemExit(f"job {job_name} failed (exit {code})")

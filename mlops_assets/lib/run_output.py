@@ -1,0 +1,69 @@
+"""What a person watching `mlops demo` sees of a `dagster` CLI run while it runs.
+
+The CLI's output is Dagster's event log, one line an event. Of it, `follow` prints each step as it
+finishes (with the duration Dagster measured) or fails, and the messages the platform's assets log at
+INFO or above (partitions done, trials, epochs): the same lines the UI's run log shows. The rest is kept
+only to be printed if the run fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+# `<date> <time> <tz> - dagster - <LEVEL> - <job> - <run id> - ...`
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d [\d:]+ [+-]\d{4} - dagster - (?P<level>[A-Z]+) - \S+ - [0-9a-f-]{36} - (?P<rest>.*)$"
+)
+# An event: `<pid> - <step> - <EVENT_TYPE> - <message>` (a run-level event has no step).
+EVENT = re.compile(r"^\d+ - (?:(?P<step>\S+) - )?(?P<event>[A-Z_]+) - (?P<message>.*)$")
+STEP_DONE = re.compile(
+    r'Finished execution of step "(?P<step>[^"]+)" in (?P<duration>[^.]+(?:\.\d+)?[a-z]*)\.?'
+)
+USER_LEVELS = ("INFO", "WARNING", "ERROR", "CRITICAL")
+KEPT_LINES = 400
+
+
+def describe_line(line: str) -> str | None:
+    """The line a person should see for one line of Dagster's output, or None."""
+    match = LINE.match(line.rstrip("\n"))
+    if not match:
+        return None
+    level, rest = match["level"], match["rest"]
+    event = EVENT.match(rest)
+    if event:
+        if event["event"] == "STEP_SUCCESS":
+            done = STEP_DONE.search(event["message"])
+            step = done["step"] if done else event["step"]
+            return f"  done  {step} in {done['duration'] if done else '?'}"
+        if event["event"] == "STEP_FAILURE":
+            return f"  FAILED {event['step']}: {event['message'][:300]}"
+        return None
+    if level in USER_LEVELS:
+        step, _, message = rest.partition(" - ")
+        return f"        {step}: {message}" if message else None
+    return None
+
+
+def follow(command: Sequence[str], write: Callable[[str], None] = print) -> tuple[int, str]:
+    """Runs `command`, writing the lines worth seeing as they come and the elapsed time at the end;
+    returns (exit code, the output's last lines)."""
+    started = time.perf_counter()
+    tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line)
+            shown = describe_line(line)
+            if shown:
+                write(shown)
+                sys.stdout.flush()
+        code = process.wait()
+    write(f"  ({time.perf_counter() - started:.1f} s)")
+    return code, "".join(tail)
