@@ -52,18 +52,37 @@ def newest_training_set(lake: ObjectStore, why: str | None = None) -> TrainingSe
     return TrainingSetIdentity.from_record(json.loads(lake.read_bytes(TRAINING_SET_POINTER)))
 
 
+# The steps of a training run share one process locally (in-process executor): tuning, baselines, the
+# model and the evaluation read the same set. One entry, keyed by the object's version too, so a replaced
+# file is read (and refused) again.
+_LOADED: dict[tuple, TrainingData] = {}
+_PREPARED: dict[tuple, tuple[Any, dict]] = {}
+
+
 def load_training_data(
     lake: ObjectStore, holdout_days: int, valid_days: int, identity: TrainingSetIdentity | None = None
 ) -> TrainingData:
     """The set `identity` names (default: the newest), refused unless its content has that hash."""
-    from mlops_assets.ml.data import categorical_columns, numeric_columns, temporal_split
-
     identity = identity or newest_training_set(lake)
     if not lake.exists(identity.key):
         raise dg.Failure(
             f"training set {identity.describe()} is not in the lake ({lake.uri(identity.key)}): "
             "materialize features/training_set for that window again"
         )
+    cache_key = (lake.uri(identity.key), lake.head(identity.key).version, identity, holdout_days, valid_days)
+    if cache_key not in _LOADED:
+        data = _read_training_data(lake, holdout_days, valid_days, identity)
+        _LOADED.clear()
+        _PREPARED.clear()
+        _LOADED[cache_key] = data
+    return _LOADED[cache_key]
+
+
+def _read_training_data(
+    lake: ObjectStore, holdout_days: int, valid_days: int, identity: TrainingSetIdentity
+) -> TrainingData:
+    from mlops_assets.ml.data import categorical_columns, numeric_columns, temporal_split
+
     frame = lake.read_parquet(identity.key)
     # The key names content by its hash; checking it (0.4 s for 72,000 rows x 63 columns on 2 cores)
     # proves the data is the one every upstream recorded, whoever wrote the lake.
@@ -87,17 +106,24 @@ def load_training_data(
 
 
 def prepared_arrays(data: TrainingData):
-    """(preprocessor, {train, valid} arrays): preprocessing fitted on the training days only."""
+    """(preprocessor, {train, valid} arrays): preprocessing fitted on the training days only. Computed
+    once per loaded set; the dict is the caller's own (a negative control replaces its labels)."""
     from mlops_assets.ml.data import LABEL
     from mlops_assets.ml.preprocessing import Preprocessor
 
-    prep = Preprocessor.fit(data.split.train, data.categorical, data.numeric)
-    arrays = {}
-    for part in ("train", "valid"):
-        frame = getattr(data.split, part)
-        codes, numbers = prep.transform(frame)
-        arrays[part] = (codes, numbers, frame[LABEL].astype("float32").to_numpy())
-    return prep, arrays
+    key = next((k for k, v in _LOADED.items() if v is data), None)
+    if key is None or key not in _PREPARED:
+        prep = Preprocessor.fit(data.split.train, data.categorical, data.numeric)
+        arrays = {}
+        for part in ("train", "valid"):
+            frame = getattr(data.split, part)
+            codes, numbers = prep.transform(frame)
+            arrays[part] = (codes, numbers, frame[LABEL].astype("float32").to_numpy())
+        if key is None:
+            return prep, arrays
+        _PREPARED[key] = (prep, arrays)
+    prep, arrays = _PREPARED[key]
+    return prep, dict(arrays)
 
 
 def model_input_frame(frame, categorical: list[str], numeric: list[str]):

@@ -11,7 +11,7 @@ from mlops_assets.lib.records import written_metadata
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.resources.training_plan import TrainingPlan
-from mlops_assets.training.baselines import SKOPS_TRUSTED
+from mlops_assets.training.baselines import SKOPS_TRUSTED, pip_requirements
 from mlops_assets.training.chain import CHAIN, GROUP, OWNERS, dagster_tags
 from mlops_assets.training.data import load_training_data, model_input_frame
 from mlops_assets.training.records import write_training_record
@@ -66,6 +66,7 @@ def baselines(
                 pyfunc_predict_fn="predict_proba",
                 # MLflow saves scikit-learn models with skops, which loads only types it is told to trust.
                 skops_trusted_types=SKOPS_TRUSTED,
+                pip_requirements=pip_requirements(),
             )
         record["models"][kind] = {"run_id": run.info.run_id, "model_uri": info.model_uri, **metrics}
         context.log.info(f"{kind}: validation ROC-AUC {metrics['val_roc_auc']:.4f} in {seconds:.1f} s")
