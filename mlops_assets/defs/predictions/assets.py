@@ -81,7 +81,7 @@ def batch_predictions(
     entity_df = flights[[*ENTITY_COLUMNS, "event_timestamp"]]
     features = feast.historical_features(entity_df, service) if len(flights) else entity_df
     summaries = []
-    for day, part in flights.groupby("_day", sort=True):
+    for number, (day, part) in enumerate(flights.groupby("_day", sort=True), start=1):
         scored = score_day(part.drop(columns="_day"), features, champion, model)
         lake.write_parquet(predictions_key(day), scored.reset_index(drop=True))
         summaries.append(day_summary(day, scored))
@@ -89,6 +89,10 @@ def batch_predictions(
         context.add_asset_metadata(
             {**day_metadata(summaries[-1], lake.uri(predictions_key(day))), **written_metadata(record)},
             partition_key=day.isoformat(),
+        )
+        context.log.info(
+            f"{day}: {summaries[-1]['flights']} flights scored, mean probability "
+            f"{summaries[-1]['mean_probability']} ({number}/{len(days)} days)"
         )
     for day in set(days) - set(flights["_day"]):
         context.add_asset_metadata({"dagster/row_count": 0}, partition_key=day.isoformat())  # no flights
