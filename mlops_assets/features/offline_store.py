@@ -23,8 +23,10 @@ day files (`<YYYY-MM-DD>.parquet`) that the entity rows' time span, minus the TT
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -43,7 +45,7 @@ from mlops_assets.features.day_files import in_window
 STORE_TYPE = "mlops_assets.features.offline_store.DuckDBAsofOfflineStore"
 ROW = "__entity_row"
 TS = "__feature_ts"
-ORDER = "__read_order"
+FILE = "__source_file"
 # A day file holds the rows stamped on its (UTC) day, give or take the hours between a New York day and
 # its UTC span: one day of margin on either side of a window.
 FILE_MARGIN = dt.timedelta(days=1)
@@ -150,19 +152,23 @@ class DuckDBAsofOfflineStore(OfflineStore):
         source = _require_file_source(data_source)
 
         def compute() -> pa.Table:
-            table = _read_source(config, source, _utc(start_date), _utc(end_date))
+            start, end = _utc(start_date), _utc(end_date)
             columns = [*join_key_columns, *feature_name_columns, timestamp_field]
             if created_timestamp_column:
                 columns.append(created_timestamp_column)
-            query = f"""
-                SELECT {_list(columns)} FROM source
-                WHERE {_q(timestamp_field)} BETWEEN $start AND $end
-                QUALIFY row_number() OVER (
-                    PARTITION BY {_list(join_key_columns) or "1"}
-                    ORDER BY {_q(timestamp_field)} DESC, {_newest_first(created_timestamp_column)}
-                ) = 1
-            """
-            return _query(config, query, {"source": table}, {"start": start_date, "end": end_date})
+            with _connect(config) as connection:
+                table = _load_source(connection, config, source, start, end)
+                if table is None:
+                    return _empty(columns)
+                query = f"""
+                    SELECT {_list(columns)} FROM {table}
+                    WHERE {_q(timestamp_field)} BETWEEN $start AND $end
+                    QUALIFY row_number() OVER (
+                        PARTITION BY {_list(join_key_columns) or "1"}
+                        ORDER BY {_q(timestamp_field)} DESC, {_newest_first(created_timestamp_column)}
+                    ) = 1
+                """
+                return connection.sql(query, params={"start": start, "end": end}).to_arrow_table()
 
         return ArrowRetrievalJob(compute, full_feature_names=False)
 
@@ -181,18 +187,21 @@ class DuckDBAsofOfflineStore(OfflineStore):
 
         def compute() -> pa.Table:
             start, end = _utc(start_date), _utc(end_date)
-            table = _read_source(config, source, start, end)
             columns = [*join_key_columns, *feature_name_columns, timestamp_field]
             if created_timestamp_column:
                 columns.append(created_timestamp_column)
-            bounds = [
-                f"{_q(timestamp_field)} >= $start" if start else "",
-                f"{_q(timestamp_field)} <= $end" if end else "",
-            ]
-            where = " AND ".join(b for b in bounds if b) or "TRUE"
-            parameters = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-            query = f"SELECT {_list(columns)} FROM source WHERE {where} ORDER BY {_q(timestamp_field)}"
-            return _query(config, query, {"source": table}, parameters)
+            with _connect(config) as connection:
+                table = _load_source(connection, config, source, start, end)
+                if table is None:
+                    return _empty(columns)
+                bounds = [
+                    f"{_q(timestamp_field)} >= $start" if start else "",
+                    f"{_q(timestamp_field)} <= $end" if end else "",
+                ]
+                where = " AND ".join(b for b in bounds if b) or "TRUE"
+                parameters = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+                query = f"SELECT {_list(columns)} FROM {table} WHERE {where} ORDER BY {_q(timestamp_field)}"
+                return connection.sql(query, params=parameters or None).to_arrow_table()
 
         return ArrowRetrievalJob(compute, full_feature_names=False)
 
@@ -233,20 +242,25 @@ def _list(names: Sequence[str]) -> str:
 
 
 def _newest_first(created_timestamp_column: str | None) -> str:
-    """Tie-break among rows of one entity and event timestamp: newest created timestamp, then read last."""
+    """Tie-break among rows of one entity and event timestamp: newest created timestamp, then the later
+    file (day files sort in time)."""
     created = f"{_q(created_timestamp_column)} DESC NULLS LAST, " if created_timestamp_column else ""
-    return f"{created}{ORDER} DESC"
+    return f"{created}{FILE} DESC"
 
 
-def _query(config: RepoConfig, sql: str, tables: dict[str, pa.Table], parameters: dict) -> pa.Table:
+def _empty(columns: list[str]) -> pa.Table:
+    return pa.table({c: pa.array([], pa.null()) for c in columns})
+
+
+@contextlib.contextmanager
+def _connect(config: RepoConfig) -> Iterator[Any]:
+    """A private in-memory DuckDB, in UTC, for one computation."""
     import duckdb
 
     threads = getattr(config.offline_store, "threads", None)
     with duckdb.connect(config={"threads": threads} if threads else {}) as connection:
-        connection.execute("SET TimeZone = 'UTC'")
-        for name, table in tables.items():
-            connection.register(name, table)
-        return connection.sql(sql, params=parameters or None).to_arrow_table()
+        connection.sql("SET TimeZone = 'UTC'")
+        yield connection
 
 
 def _point_in_time_join(
@@ -258,102 +272,122 @@ def _point_in_time_join(
     """entity_df with each view's features appended, in entity_df's row order."""
     stamps = entities[EVENT_TS]
     result = pa.Table.from_pandas(entities, preserve_index=False)
-    for view, features in by_view:
-        join_keys = [view.projection.join_key_map.get(c.name, c.name) for c in view.entity_columns]
-        prefix = view.projection.name_to_use()
-        names = [f"{prefix}__{f}" if full_feature_names else f for f in features]
-        if entities.empty:
-            source = None
-        else:
-            reach = stamps.min() - (view.ttl or dt.timedelta(0))
-            source = _read_source(config, view.batch_source, reach, stamps.max())
-        joined = _join_view(config, entities, view, join_keys, features, names, source)
-        for name in names:
-            result = result.append_column(name, joined.column(name))
+    keys = sorted({_join_key(view, c) for view, _ in by_view for c in view.entity_columns})
+    with _connect(config) as connection:
+        rows = entities[[*keys, EVENT_TS]].assign(**{ROW: range(len(entities))})
+        connection.register("entities", pa.Table.from_pandas(rows, preserve_index=False))
+        for number, (view, features) in enumerate(by_view):
+            prefix = view.projection.name_to_use()
+            names = [f"{prefix}__{f}" if full_feature_names else f for f in features]
+            table = None
+            if not entities.empty:
+                reach = stamps.min() - (view.ttl or dt.timedelta(0))
+                table = _load_source(connection, config, view.batch_source, reach, stamps.max(), number)
+            joined = _join_view(connection, len(entities), view, features, names, table)
+            for name in names:
+                result = result.append_column(name, joined.column(name))
     return result
 
 
+def _join_key(view: FeatureView, column) -> str:
+    return view.projection.join_key_map.get(column.name, column.name)
+
+
 def _join_view(
-    config: RepoConfig,
-    entities: pd.DataFrame,
-    view: FeatureView,
-    join_keys: list[str],
-    features: list[str],
-    names: list[str],
-    source: pa.Table | None,
+    connection, rows: int, view: FeatureView, features: list[str], names: list[str], table: str | None
 ) -> pa.Table:
     """One view's features for every entity row (nulls where no row is in the TTL), in row order."""
     batch = view.batch_source
+    if table is None:
+        return pa.table({name: pa.nulls(rows, pa.float64()) for name in names})
     mapping = dict(batch.field_mapping or {})
-    if source is None or source.num_rows == 0:
-        return pa.table(
-            {
-                n: pa.nulls(len(entities), _feature_type(source, mapping, f))
-                for n, f in zip(names, features, strict=True)
-            }
-        )
-    source = source.rename_columns([mapping.get(c, c) for c in source.column_names])
-    timestamp = mapping.get(batch.timestamp_field, batch.timestamp_field)
-    created = mapping.get(batch.created_timestamp_column, batch.created_timestamp_column) or None
-    left = pa.Table.from_pandas(
-        entities[[*join_keys, EVENT_TS]].assign(**{ROW: range(len(entities))}),
-        preserve_index=False,
-    )
+    column = {mapping.get(c, c): c for c in _columns(connection, table)}  # feature name -> source column
+    # (entity_df's column, the source's column) of each join key: a projection may rename the key.
+    join_keys = [(_join_key(view, c), column.get(c.name, c.name)) for c in view.entity_columns]
+    timestamp = column.get(batch.timestamp_field, batch.timestamp_field)
+    created = column.get(batch.created_timestamp_column) if batch.created_timestamp_column else None
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
     fresh = f"s.{TS} >= e.{_q(EVENT_TS)} - $ttl" if ttl else "TRUE"
     selected = ", ".join(
         f"CASE WHEN {fresh} THEN s.{_q(f)} END AS {_q(n)}" for f, n in zip(features, names, strict=True)
     )
-    keys_equal = " AND ".join(f"e.{_q(k)} = s.{_q(k)}" for k in join_keys)
-    query = f"""
-        WITH latest AS (
-            SELECT {_list(join_keys)}, {_q(timestamp)} AS {TS}, {_list(features)}
-            FROM source
-            QUALIFY row_number() OVER (
-                PARTITION BY {_list([*join_keys, timestamp])} ORDER BY {_newest_first(created)}
-            ) = 1
+    keys_equal = "".join(f"e.{_q(key)} = s.{_q(key)} AND " for key, _ in join_keys)
+    renamed = ", ".join(
+        f"{_q(source)} AS {_q(key)}"
+        for key, source in [*join_keys, *((f, column.get(f, f)) for f in features)]
+    )
+    latest = f"SELECT {renamed}, {_q(timestamp)} AS {TS} FROM {table}"
+    source_keys = [source for _, source in join_keys]
+    if _has_ties(connection, table, source_keys, timestamp):
+        latest += (
+            f" QUALIFY row_number() OVER (PARTITION BY {_list([*source_keys, timestamp])} "
+            f"ORDER BY {_newest_first(created)}) = 1"
         )
+    query = f"""
         SELECT {selected}
-        FROM entities e ASOF LEFT JOIN latest s
-          ON {keys_equal + " AND " if keys_equal else ""}e.{_q(EVENT_TS)} >= s.{TS}
+        FROM entities e ASOF LEFT JOIN ({latest}) s
+          ON {keys_equal}e.{_q(EVENT_TS)} >= s.{TS}
         ORDER BY e.{ROW}
     """
-    parameters = {"ttl": ttl} if ttl else {}
-    return _query(config, query, {"entities": left, "source": source}, parameters)
+    return connection.sql(query, params={"ttl": ttl} if ttl else None).to_arrow_table()
 
 
-def _feature_type(source: pa.Table | None, mapping: dict[str, str], feature: str) -> pa.DataType:
-    if source is not None:
-        for column, field in zip(source.column_names, source.schema, strict=True):
-            if mapping.get(column, column) == feature:
-                return field.type
-    return pa.float64()
+def _columns(connection, table: str) -> list[str]:
+    return [row[0] for row in connection.sql(f"DESCRIBE {table}").fetchall()]
 
 
-def _read_source(
-    config: RepoConfig, source: FileSource, start: pd.Timestamp | None, end: pd.Timestamp | None
-) -> pa.Table | None:
-    """The source's Parquet files that can hold rows stamped in [start, end], as one table with a read-order
-    column (later day files last); None when there are none."""
-    import pyarrow.dataset as ds
+def _has_ties(connection, table: str, keys: list[str], timestamp: str) -> bool:
+    """Whether two rows share join keys and event timestamp (then the tie-break must order them; a
+    check costs a tenth of the ordering it saves on the feature files, which have none)."""
+    group = _list([*keys, timestamp])
+    query = f"SELECT EXISTS (SELECT 1 FROM {table} GROUP BY {group} HAVING count(*) > 1)"
+    return bool(connection.sql(query).fetchall()[0][0])
 
+
+def _load_source(
+    connection,
+    config: RepoConfig,
+    source: FileSource,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    number: int = 0,
+) -> str | None:
+    """A temporary table of the source's Parquet files that can hold rows stamped in [start, end], with
+    the file each row came from; its name, or None when there are none. Local files are read by DuckDB
+    itself; S3 objects through s3fs and Arrow (DuckDB's S3 extension is downloaded at run time)."""
     first = (start - FILE_MARGIN).date() if start is not None else None
     last = (end + FILE_MARGIN).date() if end is not None else None
     uri = FileSource.get_uri_for_file_path(repo_path=config.repo_path, uri=source.path)
     filesystem, files = _list_files(uri, source.file_options.s3_endpoint_override, first, last)
     if not files:
         return None
+    table = f"source_{number}"
+    if filesystem is None:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        reader = f"read_parquet([{listed}], filename = '{FILE}', union_by_name = true)"
+        connection.sql(f"CREATE TEMP TABLE {table} AS SELECT * FROM {reader}")
+    else:
+        connection.register(f"{table}_arrow", _read_remote(filesystem, files))
+        connection.sql(f"CREATE TEMP TABLE {table} AS SELECT * FROM {table}_arrow")
+        connection.unregister(f"{table}_arrow")
+    return table
+
+
+def _read_remote(filesystem, files: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
     tables = []
-    for order, path in enumerate(files):
-        table = ds.dataset(path, format="parquet", filesystem=filesystem).to_table()
-        tables.append(table.append_column(ORDER, pa.array([order] * table.num_rows, pa.int32())))
+    for path in files:
+        table = pq.read_table(path, filesystem=filesystem)
+        tables.append(table.append_column(FILE, pa.array([path] * table.num_rows, pa.string())))
     return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _list_files(
     uri: str, endpoint: str | None, first: dt.date | None, last: dt.date | None
 ) -> tuple[Any, list[str]]:
-    """(filesystem, sorted Parquet paths of the source within the window); the source may be one file."""
+    """(filesystem, sorted Parquet paths of the source within the window); the source may be one file.
+    The filesystem is None for local paths."""
     if uri.startswith("s3://"):
         import s3fs
 
@@ -363,8 +397,6 @@ def _list_files(
             return filesystem, [path]
         names = filesystem.ls(path, detail=False) if filesystem.exists(path) else []
         return filesystem, sorted(n for n in names if in_window(n.rsplit("/", 1)[-1], first, last))
-    from pathlib import Path
-
     folder = Path(uri)
     if folder.is_file():
         return None, [str(folder)]
