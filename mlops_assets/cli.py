@@ -7,8 +7,7 @@ mlops replay --start 2013-04-01 --every 60          one day per minute (the daem
 mlops replay --start 2013-04-01 --end 2013-12-31 --days-per-step 7 --when-idle 90
                                                     a week at a time, once the graph is done with the last
 mlops summary                                       what the lake holds and what was quarantined
-mlops report html monitoring/drift_report 2013-03-08
-                                                    render Evidently's drift report of a day (lake HTML)
+mlops report html monitoring/drift_report DAY       Evidently's drift report of a day (over its lake page)
 mlops retrain                                       the retraining rules, applied now (runs retrain_model)
 mlops model show|history                            the registered model's aliases and their history
 mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
@@ -340,23 +339,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Evidently's report of a monitored day, rendered from the inputs its asset recorded, over the day's
-    page in the lake (the page the materialization links to)."""
-    import dagster as dg
-
-    from mlops_assets.monitoring.drift import render_drift_html
-
-    try:
-        uri, same = render_drift_html(_lake(), args.day)
-    except dg.Failure as error:
-        raise SystemExit(error.description) from None
-    print(f"{uri}: Evidently's drift report of {args.day}")
-    if not same:
-        print("warning: its figures differ from the day's record: the day's inputs changed since it ran")
-    return 0
-
-
 def _registry():
     """(client, model name) of the profile's MLflow registry."""
     import dagster as dg
@@ -464,6 +446,8 @@ def _add_serve_parser(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from mlops_assets.monitoring.report_cli import add_report_command
+
     # Building the Definitions warns about Dagster's beta parameters once per asset: not the user's news.
     warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
     parser = argparse.ArgumentParser(
@@ -494,11 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "retrain", help="apply the retraining sensor and floor schedule rules now; run the job if one fires"
     ).set_defaults(handler=cmd_retrain)
-    report = commands.add_parser("report", help="render Evidently's HTML report of a monitored day")
-    report.add_argument("format", choices=["html"])
-    report.add_argument("asset", choices=["monitoring/drift_report"])
-    report.add_argument("day", type=_date)
-    report.set_defaults(handler=cmd_report)
+    add_report_command(commands, _date, _lake)
     model = commands.add_parser("model", help="the registered model: show, history, promote, rollback")
     model.add_argument("action", choices=["show", "history", "promote", "rollback"])
     model.add_argument("--version", help="the version to promote")

@@ -159,6 +159,7 @@ def automation_ticks(defs, instance, cursor, max_ticks: int = 8) -> tuple[dict[s
 
 def test_new_days_flow_to_drift_reports_and_drift_retrains_the_model(loop):
     from mlops_assets.lib.keys import DRIFT_REPORT, MODEL_PERFORMANCE
+    from mlops_assets.monitoring.drift import render_drift_html
     from mlops_assets.monitoring.records import read_records
     from mlops_assets.monitoring.retraining import JOB_NAME
     from mlops_assets.replay import replay
@@ -209,7 +210,10 @@ def test_new_days_flow_to_drift_reports_and_drift_retrains_the_model(loop):
     assert injected <= set(drift[DRIFTED_DAY]["drifted"])
     calm = max(drift[d]["drift_share"] for d in NEW_DAYS if d != DRIFTED_DAY)
     assert drift[DRIFTED_DAY]["drift_share"] > calm
-    assert (home / "lake" / "monitoring" / "drift_report" / f"{DRIFTED_DAY}.html").stat().st_size > 100_000
+    page = home / "lake" / "monitoring" / "drift_report" / f"{DRIFTED_DAY}.html"
+    assert f"mlops report html monitoring/drift_report {DRIFTED_DAY}" in page.read_text()  # the day's page
+    assert render_drift_html(lake, DRIFTED_DAY) == (str(page), True)  # Evidently's report in its place
+    assert page.stat().st_size > 1_000_000 and "window.drawDashboard(" in page.read_text()
     performance = {r["day"]: r for r in read_records(lake, MODEL_PERFORMANCE)}
     assert 0.0 < performance[NEW_DAYS[0]]["metrics"]["roc_auc"] < 1.0
 

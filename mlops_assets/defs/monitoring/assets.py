@@ -1,7 +1,8 @@
 """The monitoring stage: is the data still what the champion learned from, and is it still right?
 
 monitoring/drift_report       daily; Evidently DataDriftPreset of the day's model inputs and predictions
-                              against the champion's training data; HTML report + per-feature scores
+                              against the champion's training data; per-feature scores and a page of
+                              them (Evidently's HTML report on demand: `mlops report html`)
 monitoring/model_performance  daily, once fct_flights has the day's outcomes; Evidently
                               ClassificationPreset and the evaluation's own metrics for that day
 
@@ -29,7 +30,7 @@ from mlops_assets.monitoring.drift import (
     DriftThresholds,
     drift_metadata,
     drift_of_day,
-    reference_frame,
+    load_reference,
     require_champion,
 )
 from mlops_assets.monitoring.performance import performance_metadata, performance_of_day, read_labels
@@ -88,27 +89,24 @@ def write_day(
         "Evidently 0.7 DataDriftPreset: the day's model inputs (as batch_predictions scored them) against "
         "a seeded sample of the champion's training set, plus the drift of the predicted probability. "
         "Per-feature drift scores, the share of drifted features and the prediction drift are metadata "
-        "(charted over the days in the UI); the HTML report is in the lake at "
-        "`monitoring/drift_report/{day}.html`."
+        "(charted over the days in the UI); `monitoring/drift_report/{day}.html` in the lake is the day's "
+        "page (every feature's score), and `mlops report html monitoring/drift_report {day}` renders "
+        "Evidently's interactive report in its place."
     ),
 )
 def drift_report(
-    context: dg.AssetExecutionContext,
-    config: MonitoringConfig,
-    mlflow: MlflowResource,
-    training: TrainingPlan,
-    lake: ObjectStore,
+    context: dg.AssetExecutionContext, config: MonitoringConfig, mlflow: MlflowResource, lake: ObjectStore
 ) -> dg.MaterializeResult:
     champion = require_champion(mlflow)
-    reference = reference_frame(lake, mlflow, champion, config.reference_rows)
-    scratch = training.scratch("evidently", context.run.run_id)
+    reference = load_reference(lake, mlflow, champion, config.reference_rows)  # once for all the days
     thresholds = DriftThresholds(config.numeric_threshold, config.categorical_threshold)
     records = []
     for day in partition_days(context):  # each day's record as soon as it is known, as the sensor reads
-        records.append(drift_of_day(lake, reference, day, scratch, thresholds))
+        records.append(drift_of_day(lake, reference, day, thresholds))
         write_day(context, lake, records[-1], drift_metadata(records[-1]))
+    rows = len(reference.frame)
     metadata: dict[str, Any] = {
-        "reference": f"champion v{champion.version}: {champion.training_set_key} ({len(reference)} rows)",
+        "reference": f"champion v{champion.version}: {champion.training_set_key} ({rows} rows)",
     }
     if len(records) > 1:
         metadata["by_day"] = by_day_table(
