@@ -221,7 +221,7 @@ def test_point_in_time_join_equals_feasts_file_store(synthetic):
     older than the TTL, which per view means nulls): every cell equal."""
     from feast import FeatureStore, RepoConfig
 
-    home, feast, entities = synthetic
+    _, feast, entities = synthetic
     config = feast.rendered_config()
     config["offline_store"] = {"type": "file"}
     dask_config = RepoConfig(**config)

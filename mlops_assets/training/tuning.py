@@ -94,9 +94,11 @@ def _log_callback(log):
         def __getstate__(self):
             return {"log": None}
 
+        # Every epoch of every trial at DEBUG (the UI's full log); a finished trial at INFO, which is what
+        # `mlops demo` prints while the step runs.
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if self.log is not None:
-                self.log.info(
+                self.log.debug(
                     f"trial {trial.trial_id} epoch {result.get('epoch')}: "
                     f"val_auc {result.get('val_auc', 0):.4f} val_loss {result.get('val_loss', 0):.4f} "
                     f"({result.get('samples_per_second', 0):,.0f} samples/s)"
@@ -104,8 +106,13 @@ def _log_callback(log):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             if self.log is not None:
-                done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-                self.log.info(f"trial {trial.trial_id} finished ({done}/{len(trials)} done)")
+                # The trial itself is not counted as terminated yet when Tune calls this.
+                done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + 1
+                last = trial.last_result or {}
+                self.log.info(
+                    f"trial {trial.trial_id} finished after {last.get('epoch')} epoch(s), last val_auc "
+                    f"{last.get('val_auc', float('nan')):.4f} ({done}/{len(trials)} trials)"
+                )
 
     return DagsterLog(log)
 
