@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_assets.cli import DAILY_SELECTION, IN_PROCESS, REFERENCE_SELECTION, materialize_command
+from mlops_assets.demo import DAILY_SELECTION, IN_PROCESS, REFERENCE_SELECTION, materialize_command
 
 FIRST_WINDOW = (dt.date(2013, 1, 1), dt.date(2013, 1, 7))
 

@@ -152,7 +152,7 @@ def latest_run_steps(dagster_home: str) -> tuple[dict[str, float], dict[str, flo
 
 def dagster_cli(selection: list[str], env: dict[str, str], *extra: str) -> CliRun:
     """Run `python -m dagster asset materialize` on the code location, timed around the process."""
-    from mlops_assets.cli import materialize_command
+    from mlops_assets.demo import materialize_command
 
     command = materialize_command(",".join(selection), *extra)
     lines: list[str] = []

@@ -21,28 +21,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from mlops_assets.demo import DEFAULT_END, DEFAULT_START
 from mlops_assets.lib.calendar import RANGE_END_TAG, RANGE_START_TAG
-from mlops_assets.lib.run_output import follow
-
-DEFAULT_START = "2013-01-01"
-DEFAULT_END = "2013-03-31"
-# The demo's runs, in graph order: reference tables, then the window of daily assets as one single-run
-# backfill, then the feature store (apply, online store for the window, training set of the window).
-REFERENCE_SELECTION = "raw/airlines,raw/airports,raw/planes,stg_airlines,stg_airports,stg_planes"
-DAILY_SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights,features/flight_features"
-TRAINING_SET_OP = "features__training_set"
-TRAINING_SELECTION = (
-    "models/tuned_hyperparameters,models/baselines,models/flight_delay_model,"
-    "models/model_evaluation,models/registered_model"
-)
-MONITORING_SELECTION = "predictions/batch_predictions,monitoring/drift_report,monitoring/model_performance"
-# The first champion learns from the window's first two months; the last is served and monitored.
-MONITORED_DAYS = 31
 
 
 def _date(text: str) -> dt.date:
@@ -190,55 +174,14 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def materialize_command(selection: str, *options: str) -> list[str]:
-    """`dagster asset materialize` of this code location, as a user would type it, plus options."""
-    module = ["-m", "mlops_assets.definitions", "-a", "defs"]
-    return [sys.executable, "-m", "dagster", "asset", "materialize", *module, "--select", selection, *options]
-
-
-# One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
-# The local profile's Definitions run in-process already; production's executor is chosen per run.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
-
-def _executor_config() -> dict:
-    from mlops_assets.lib.settings import load_settings
-
-    return {} if load_settings().profile == "local" else IN_PROCESS
-
-
-def materialize(selection: str, partition_range: str | None = None, ops: dict | None = None) -> None:
-    options = ["--partition-range", partition_range] if partition_range else []
-    run_config = {**_executor_config(), **({"ops": ops} if ops else {})}
-    command = materialize_command(selection, *options, "--config-json", json.dumps(run_config))
-    print(
-        f"$ dagster asset materialize --select {selection}"
-        + (f" --partition-range {partition_range}" if partition_range else "")
-    )
-    code, output = follow(command)
-    if code != 0:
-        sys.stderr.write(output[-12000:])
-        raise SystemExit(f"materialization of {selection} failed (exit {code})")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole loop on the window: features, a first champion, a month of serving and monitoring,
-    then the retraining sensor's own decision, acted on as the daemon would."""
+    """The whole loop on the window (mlops_assets/demo.py), then the summary."""
+    from mlops_assets.demo import run_demo
+
     home = ensure_dagster_home()
     cmd_replay(args)
     started = time.perf_counter()
-    window = f"{args.start}...{args.end}"
-    monitored_from = max(args.start + dt.timedelta(days=42), args.end - dt.timedelta(days=MONITORED_DAYS - 1))
-    materialize(REFERENCE_SELECTION)
-    materialize(DAILY_SELECTION, window)
-    materialize("features/feature_views")
-    materialize("features/online_store", window)
-    first_window = (args.start, monitored_from - dt.timedelta(days=1))
-    materialize("features/training_set", ops=training_set_ops(*first_window))
-    materialize(TRAINING_SELECTION)
-    materialize(MONITORING_SELECTION, f"{monitored_from}...{args.end}")
-    retrain_if_needed()
-    mark_landed_files_ingested()
+    run_demo(args.start, args.end)
     print(
         f"\nmaterialized {args.start}..{args.end} in {time.perf_counter() - started:.1f}s "
         f"(DAGSTER_HOME={home})\n"
@@ -246,60 +189,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_summary()
     print("\nOpen the asset graph, runs and checks: make ui  (then http://127.0.0.1:3000)")
     return 0
-
-
-def mark_landed_files_ingested() -> None:
-    """The demo ingested the window through the CLI: tell the landing-zone sensor (its cursor, through
-    `dagster sensor cursor`), so that `make ui` does not ingest the same files a second time."""
-    from mlops_assets.ingestion.landing import SENSOR_NAME, cursor_of
-
-    # The workspace file names the code location as `make ui` loads it: the cursor must be set on that
-    # location's sensor (a `-m` location is another location, with a sensor state of its own).
-    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    module = ["-m", "mlops_assets.definitions", "-a", "defs"]
-    location = ["-w", str(workspace)] if workspace.exists() else module
-    sensor = [sys.executable, "-m", "dagster", "sensor"]
-    # `cursor --set` on a sensor without stored state stores it STOPPED, whatever its default status:
-    # started again at once, or `make ui` would never ingest another file.
-    for action, *options in (("cursor", "--set", cursor_of(_landing_zone())), ("start",)):
-        completed = subprocess.run(
-            [*sensor, action, SENSOR_NAME, *location, *options], capture_output=True, text=True
-        )
-        if completed.returncode != 0:
-            sys.stderr.write(completed.stderr[-2000:])
-            raise SystemExit(f"dagster sensor {action} {SENSOR_NAME} failed (exit {completed.returncode})")
-
-
-def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
-    return {TRAINING_SET_OP: {"config": {"start_date": str(start), "end_date": str(end)}}}
-
-
-def retrain_if_needed() -> None:
-    """Evaluates the retraining sensor's rule on what the graph produced; when it fires, runs the same
-    job the sensor would request (training set over the moved window, then the training graph)."""
-    import dagster as dg
-
-    from mlops_assets.lib.job_runs import execute_request
-    from mlops_assets.lib.settings import load_settings
-    from mlops_assets.monitoring.retraining import JOB_NAME, evaluate, record_request
-    from mlops_assets.resources.retraining_policy import RetrainingPolicy
-    from mlops_assets.resources.tracking import mlflow_resource
-
-    trigger = "sensor"
-    with (
-        dg.DagsterInstance.get() as instance,
-        dg.build_resources({"mlflow": mlflow_resource(load_settings())}) as built,
-    ):
-        decision, _ = evaluate(instance, _lake(), built.mlflow, RetrainingPolicy(), None)
-        print(f"retraining sensor: {'RETRAIN' if decision.retrain else 'no retraining'}: {decision.reason}")
-        if not decision.retrain:  # what the weekly floor schedule decides at its next tick
-            trigger = "schedule"
-            decision, _ = evaluate(instance, _lake(), built.mlflow, RetrainingPolicy(), None, floor=True)
-            print(f"floor schedule: {'RETRAIN' if decision.retrain else 'no retraining'}: {decision.reason}")
-    if decision.retrain and decision.window:
-        record_request(_lake(), decision, f"{trigger}, via mlops")
-        # The sensor's own job and RunRequest: the UI lists a `retrain_model` run, as for the daemon's.
-        execute_request(JOB_NAME, decision.run_request({"mlops/trigger": trigger}), _executor_config())
 
 
 def print_summary() -> None:
@@ -329,6 +218,8 @@ def print_summary() -> None:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from mlops_assets.demo import retrain_if_needed
+
     ensure_dagster_home()
     retrain_if_needed()
     return 0

@@ -71,7 +71,7 @@ class Platform:
         return self.home / "lake"
 
     def start(self, selection: str, options: tuple[str, ...], run_config: dict, log: str) -> subprocess.Popen:
-        from mlops_assets.cli import materialize_command
+        from mlops_assets.demo import materialize_command
 
         command = materialize_command(selection, *options, "--config-json", json.dumps(run_config))
         with open(self.logs / f"{log}.log", "w") as out:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from mlops_assets.lib.run_output import describe_line, follow
+from mlops_assets.lib.run_output import Background, describe_line, follow
 
 RUN_ID = "c44f3161-253e-4870-86e8-76432ababf5e"
 RUN = "2026-12-07 04:30:40 +0000 - dagster - {level} - __ASSET_JOB - " + RUN_ID + " - {rest}"
@@ -67,3 +67,13 @@ def test_follow_streams_the_shown_lines_and_keeps_the_output():
     assert code == 3
     assert shown[:2] == ["        x: 1/2 days", "  done  x in 3.2s"] and shown[2].endswith(" s)")
     assert output.startswith("noise\n") and "STEP_SUCCESS" in output
+
+
+def test_a_background_run_is_followed_while_another_runs():
+    slow = f"import time; time.sleep(0.5); print({line('INFO', 'online - written')!r})"
+    shown: list[str] = []
+    beside = Background([sys.executable, "-c", slow], write=shown.append, label="features/online_store")
+    code, _ = follow([sys.executable, "-c", f"print({line('INFO', 'train - fitted')!r})"], write=shown.append)
+    assert code == 0 and beside.wait()[0] == 0
+    assert shown.index("        train: fitted") < shown.index("        online: written")
+    assert shown[-1].startswith("  (features/online_store: ")

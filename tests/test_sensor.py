@@ -228,7 +228,7 @@ def test_a_ranged_run_ingests_every_day_of_its_range(sensor, stores):
 def test_the_demo_marks_landed_files_ingested_and_leaves_the_sensor_running(replayed, tmp_path, monkeypatch):
     """`make demo` ingests through the CLI, then sets the sensor's cursor for `make ui`. Dagster stores a
     sensor whose cursor is set before it ever ran as STOPPED: the sensor must still be running after."""
-    from mlops_assets.cli import mark_landed_files_ingested
+    from mlops_assets.demo import mark_landed_files_ingested
     from mlops_assets.ingestion.landing import cursor_of
 
     landing, _ = replayed

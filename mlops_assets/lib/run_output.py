@@ -12,6 +12,7 @@ import collections
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -49,9 +50,9 @@ def describe_line(line: str) -> str | None:
     return None
 
 
-def follow(command: Sequence[str], write: Callable[[str], None] = print) -> tuple[int, str]:
-    """Runs `command`, writing the lines worth seeing as they come and the elapsed time at the end;
-    returns (exit code, the output's last lines)."""
+def follow(command: Sequence[str], write: Callable[[str], None] = print, label: str = "") -> tuple[int, str]:
+    """Runs `command`, writing the lines worth seeing as they come and the elapsed time at the end
+    (after `label`, when given); returns (exit code, the output's last lines)."""
     started = time.perf_counter()
     tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
     with subprocess.Popen(
@@ -65,5 +66,26 @@ def follow(command: Sequence[str], write: Callable[[str], None] = print) -> tupl
                 write(shown)
                 sys.stdout.flush()
         code = process.wait()
-    write(f"  ({time.perf_counter() - started:.1f} s)")
+    write(f"  ({label + ': ' if label else ''}{time.perf_counter() - started:.1f} s)")
     return code, "".join(tail)
+
+
+class Background:
+    """`follow` of a command on a thread, while the caller follows another: both runs' lines are
+    written as they come (each names its step)."""
+
+    def __init__(self, command: Sequence[str], write: Callable[[str], None] = print, label: str = "") -> None:
+        self._result: tuple[int, str] = (-1, "")
+        self._thread = threading.Thread(target=self._follow, args=(command, write, label), daemon=True)
+        self._thread.start()
+
+    def _follow(self, command: Sequence[str], write: Callable[[str], None], label: str) -> None:
+        try:
+            self._result = follow(command, write, label)
+        except OSError as error:  # the command could not start: reported by wait()
+            self._result = (-1, str(error))
+
+    def wait(self) -> tuple[int, str]:
+        """(exit code, the output's last lines) once the command has ended."""
+        self._thread.join()
+        return self._result

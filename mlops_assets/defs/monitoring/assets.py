@@ -101,9 +101,14 @@ def drift_report(
     reference = load_reference(lake, mlflow, champion, config.reference_rows)  # once for all the days
     thresholds = DriftThresholds(config.numeric_threshold, config.categorical_threshold)
     records = []
-    for day in partition_days(context):  # each day's record as soon as it is known, as the sensor reads
+    days = partition_days(context)
+    for number, day in enumerate(days, start=1):  # each day's record as soon as it is known (the sensor)
         records.append(drift_of_day(lake, reference, day, thresholds))
         write_day(context, lake, records[-1], drift_metadata(records[-1]))
+        context.log.info(
+            f"{day}: drift share {records[-1]['drift_share']:.3f}, prediction drift "
+            f"{records[-1]['prediction_drift']:.3f} ({number}/{len(days)} days)"
+        )
     rows = len(reference.frame)
     metadata: dict[str, Any] = {
         "reference": f"champion v{champion.version}: {champion.training_set_key} ({rows} rows)",
@@ -145,9 +150,14 @@ def model_performance(
 ) -> dg.MaterializeResult:
     scratch = training.scratch("evidently", context.run.run_id)
     records = []
-    for day in partition_days(context):
+    days = partition_days(context)
+    for number, day in enumerate(days, start=1):
         records.append(performance_of_day(lake, read_labels(warehouse, day), day, scratch))
         write_day(context, lake, records[-1], performance_metadata(records[-1]))
+        roc_auc = records[-1]["metrics"].get("roc_auc")
+        context.log.info(
+            f"{day}: ROC-AUC {roc_auc if roc_auc is None else round(roc_auc, 4)} ({number}/{len(days)} days)"
+        )
     metadata: dict[str, Any] = {}
     if len(records) > 1:
         columns = ["roc_auc", "pr_auc", "log_loss", "ece", "rows"]
