@@ -307,6 +307,57 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
     few = FEW_ROWS  # up to FEW_ROWS rows take interp_rows: every online row goes through it, few at a time
     for start in range(0, len(rows), few):
         same({name: values[start : start + few] for name, values in online.items()})
+    # Every value is remembered now: the same rows again, one at a time and few at a time, are looked up
+    # (ModelInputs._remembered), and must still be the training path's bits.
+    remembered = inputs._remembered
+    hits = []
+    inputs._remembered = lambda *args: hits.append(found := remembered(*args)) or found
+    for i in range(0, len(rows), 7):
+        same({name: values[i : i + 1] for name, values in online.items()})
+    for start in range(0, len(rows), few):
+        same({name: values[start : start + few] for name, values in online.items()})
+    assert sum(found is not None for found in hits) > 0.9 * len(hits), "the remembered path was not taken"
+
+
+def test_the_numpy_network_gives_the_models_probabilities(champion_home):
+    """One flight is scored by the network in numpy (serving/network.py), batches by its TorchScript
+    trace: on the online rows of a day, one at a time and a few at a time, the numpy network's
+    probabilities are the eager model's within TOLERANCE (float32 rounding: matrix products sum in
+    another order), and the champion picks numpy only for few rows."""
+    import mlflow
+    import torch
+
+    from mlops_assets.serving.champion import _numpy_network, _torch_network, load_champion
+    from mlops_assets.serving.features import ModelInputs
+    from mlops_assets.serving.network import NUMPY_ROWS, TOLERANCE, NumpyNetwork
+
+    mlflow.set_tracking_uri(f"sqlite:///{champion_home / 'mlflow' / 'mlflow.db'}")
+    bundle = mlflow.pyfunc.load_model("models:/flight_delay/1").unwrap_python_model().bundle
+    model, prep = bundle.model.eval(), bundle.preprocessor
+    network = _numpy_network(model, prep)
+    assert isinstance(network, NumpyNetwork), "the demo's network must run in numpy"
+    traced = _torch_network(model, prep)
+    rows = window_rows(champion_home, (DAY,))
+    online = resources(champion_home)["feast"].online_features(rows, "flight_delay_v1")
+    codes, numbers = ModelInputs(prep).transform(online)
+    with torch.inference_mode():
+        eager = torch.sigmoid(model(torch.from_numpy(codes), torch.from_numpy(numbers))).numpy()
+    eager = eager.astype("float64")
+    np.testing.assert_array_equal(traced(codes, numbers), eager)  # the trace: the same bits
+    single = np.concatenate([network(codes[i : i + 1], numbers[i : i + 1]) for i in range(len(codes))])
+    few = np.concatenate(
+        [
+            network(codes[i : i + NUMPY_ROWS], numbers[i : i + NUMPY_ROWS])
+            for i in range(0, len(codes), NUMPY_ROWS)
+        ]
+    )
+    assert len(codes) > 500 and single.dtype == np.float64
+    np.testing.assert_allclose(single, eager, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(few, eager, rtol=0, atol=TOLERANCE)
+    champion = load_champion(resources(champion_home)["mlflow"], version="1")
+    np.testing.assert_array_equal(champion.predict_arrays(codes[:1], numbers[:1]), single[:1])
+    many = champion.predict_arrays(codes[:100], numbers[:100])  # torch's sums depend on the batch size
+    np.testing.assert_array_equal(many, traced(codes[:100], numbers[:100]))
 
 
 def test_interp_rows_gives_the_bits_np_interp_gives():
@@ -664,6 +715,41 @@ def test_what_a_client_may_add_to_a_json_body_is_still_scored(client, flights):
         assert response.status_code == 200 and response.json() == expected, (media, response.text)
 
 
+def test_the_quick_path_answers_as_the_route_byte_for_byte(client, flights, monkeypatch):
+    """POST /predict sent as application/json is answered by QuickPredict (app.py) without FastAPI's
+    route; with a charset parameter it goes through the route. Both give the same status, headers and
+    bytes: a prediction, an unknown flight and an unknown airport (raised while scoring), a malformed
+    flight (the quick path hands it to the route)."""
+    from mlops_assets.serving.errors import StrictJSONRequest
+
+    routed = []
+    decode = StrictJSONRequest.json
+
+    async def counted(self):
+        routed.append(self.url.path)
+        return await decode(self)
+
+    monkeypatch.setattr(StrictJSONRequest, "json", counted)
+    good = request_body(flights.iloc[2])
+    for body, status in (
+        (good, 200),
+        ({**good, "flight_number": 9999}, 422),
+        ({**good, "dest": "QQQ"}, 422),
+        ({**good, "flight_number": "x"}, 422),
+    ):
+        content = json.dumps(body).encode()
+        routed.clear()
+        quick = client.post("/predict", content=content, headers={"content-type": "application/json"})
+        assert len(routed) == (0 if body["flight_number"] != "x" else 1), "the quick path answered"
+        route = client.post(
+            "/predict", content=content, headers={"content-type": "application/json; charset=utf-8"}
+        )
+        assert routed[-1] == "/predict", "the route answered"
+        assert quick.status_code == route.status_code == status, quick.text
+        assert quick.content == route.content
+        assert quick.headers.items() == route.headers.items()
+
+
 def test_a_wrong_path_or_method_gets_404_or_405_in_the_same_shape(client):
     missing = client.post("/predict/one", json={})
     assert missing.status_code == 404 and errors_of(missing) == [(("path",), "not_found")]
@@ -945,7 +1031,14 @@ def test_redis_online_store_serves_the_same_predictions(champion_home, client, f
         feast.apply()
         start, end = local_days_utc_span(*TRAINING_WINDOW)  # the window the SQLite store holds
         feast.materialize(start - MATERIALIZE_LOOKBACK, end - dt.timedelta(microseconds=1))
-        assert_reads_as_feast(FeatureReader(feast), feast, window_rows(champion_home))
+        reader, rows = FeatureReader(feast), window_rows(champion_home)
+        assert_reads_as_feast(reader, feast, rows)
+        # The server closes the connection the reader keeps (an idle timeout, a restart): the next read
+        # reconnects and answers the same.
+        held = reader._hmget.__self__._local.connection
+        held.send_command("CLIENT", "ID")
+        assert redis.Redis(host="127.0.0.1", port=6379).client_kill_filter(_id=held.read_response()) == 1
+        assert reader.read(rows[:3], "flight_delay_v1") == feast.online_features(rows[:3], "flight_delay_v1")
         bodies = [request_body(f) for f in flights.head(10).itertuples()]
         with served(make_app(champion_home, "redis", project)) as url:
             import httpx

@@ -11,8 +11,10 @@ flights the online store has no schedule for), 413 in the same shape for a body 
 (declared by Content-Length or counted as it streams in), 415 for a body not sent as application/json,
 404/405 in the same shape, 503 (`detail: "..."`) while no champion exists or the online store cannot be read.
 
-One flight is scored on the event loop: its work (one Redis round trip, a forward pass; about 1.5 ms) costs
-less than handing it to a thread would, and a process scores one request at a time either way (the GIL).
+One flight is scored on the event loop: its work (one Redis round trip, a forward pass; well under 1 ms)
+costs less than handing it to a thread would, and a process scores one request at a time either way (the
+GIL). A valid one flight sent as application/json is answered by `QuickPredict`, the same checks without
+FastAPI's per-request machinery; everything else goes through FastAPI's routes.
 A batch, up to `max_batch` flights, runs in Starlette's thread pool, so one-flight requests keep being
 answered while it runs. The champion swap happens in another thread and never makes a request wait;
 `mlops serve --workers N` runs N such processes.
@@ -21,6 +23,7 @@ answered while it runs. The champion swap happens in another thread and never ma
 import contextlib
 import datetime as dt
 import gc
+import json
 import logging
 import sys
 import threading
@@ -29,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -39,6 +42,7 @@ from mlops_assets.serving.champion import DEFAULT_THRESHOLD, Champion, ChampionH
 from mlops_assets.serving.errors import (
     StrictJSONRoute,
     client_error,
+    decode_json,
     error_responses,
     http_error,
     validation_error,
@@ -299,16 +303,7 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope, receive, send, declared: int | None) -> None:
         size = f"is {declared} bytes" if declared is not None else "streamed in goes past the limit"
@@ -316,6 +311,85 @@ class BodyLimit:
             f"the request body {size}; the limit is {self.max_bytes} bytes (send fewer flights per request)"
         )
         await client_error(413, "body_too_large", ["body"], message)(scope, receive, send)
+
+
+JSON_CONTENT_TYPE = b"application/json"
+JSON_HEADERS = [(b"content-type", JSON_CONTENT_TYPE)]
+# As Starlette's JSONResponse renders, one encoder made once (json.dumps makes one per call with these)
+_render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class QuickPredict:
+    """ASGI middleware: answers a one-flight `POST /predict` whose JSON body is a valid flight itself,
+    without FastAPI's routing, dependency solving and response classes around it.
+
+    It decodes the body as the route does (`decode_json`) and validates it with the same model
+    (`FlightRequest`); a body sent as anything but `application/json`, or one that fails either step, goes
+    on to FastAPI's route untouched, which answers it exactly as before. An error the scoring raises
+    (unknown flight or airport: 422; no champion: 503) is answered by the app's own handlers."""
+
+    def __init__(self, app, service: PredictionService, path: str = "/predict") -> None:
+        self.app, self.service, self.path = app, service, path
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if _content_type(scope["headers"]) != JSON_CONTENT_TYPE:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:  # the client went away
+            return
+        try:
+            flight = FlightRequest.model_validate(decode_json(body))
+        except Exception:  # not JSON or not a flight: the route's own 422, from the same bytes
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            _, predictions = self.service.score([flight], batch=False)
+        except RequestValidationError as error:
+            await (await validation_error(Request(scope), error))(scope, receive, send)
+            return
+        except StarletteHTTPException as error:
+            await (await http_error(Request(scope), error))(scope, receive, send)
+            return
+        payload = _render(predictions[0]).encode()
+        headers = [(b"content-length", str(len(payload)).encode()), *JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.lower()
+    return None
+
+
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that gives the app the body already read, then the connection's own messages."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> FastAPI:
@@ -341,6 +415,7 @@ def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> Fast
     )
     app.router.route_class = StrictJSONRoute  # before the routes: each reads its body through it
     app.state.service = service
+    app.add_middleware(QuickPredict, service=service)  # inside BodyLimit: the limit applies first
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     client_errors = error_responses(413, 415, 503)
 

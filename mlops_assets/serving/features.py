@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -107,20 +108,36 @@ KEY_CACHE_SIZE = 200_000  # Redis keys remembered (a day has about 1,000 flights
 SCALAR_KINDS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
 
 
+DECODED_CACHE_SIZE = 100_000  # distinct serialized scalars remembered (a day's values repeat a lot)
+
+
 def value_decoder() -> Callable[[bytes | None], Any]:
     """A feature value as Redis holds it (a serialized Feast Value) -> Python, as Feast's
-    `feast_value_type_to_python_type` gives it; scalars without that function's chain of type checks."""
+    `feast_value_type_to_python_type` gives it; scalars without that function's chain of type checks.
+
+    Scalars are remembered by their bytes: the same bytes are the same value (immutable: a float, an
+    int, a string), and most values of a request (the carrier's, the airports', the hour's weather)
+    are ones an earlier request read."""
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
     parse = Value.FromString
+    known: dict[bytes, Any] = {}
 
     def python_value(raw: bytes | None) -> Any:
         if not raw:
             return None
+        found = known.get(raw, known)
+        if found is not known:
+            return found
         value = parse(raw)
         kind = value.WhichOneof("val")
-        return getattr(value, kind) if kind in SCALAR_KINDS else feast_value_type_to_python_type(value)
+        if kind not in SCALAR_KINDS:
+            return feast_value_type_to_python_type(value)
+        if len(known) >= DECODED_CACHE_SIZE:
+            known.clear()
+        found = known[raw] = getattr(value, kind)
+        return found
 
     return python_value
 
@@ -137,11 +154,16 @@ class FeatureReader:
         self._provider = get_provider(self._config)
         self.store_type = str(self._config.online_store.type)
         self._redis = isinstance(self._provider.online_store, RedisOnlineStore)
+        if self._redis:  # Feast's own read of many HMGETs, or the same over connections kept per thread
+            store = self._provider.online_store
+            held = held_connections(store, self._config)
+            self._hmget = held.hmget if held else partial(store._read_hash_fields, self._config)
         self._plans: dict[str, tuple[ViewRead, ...]] = {}
         self._key_cache: dict[tuple[str, str], bytes] = {}
         self._decode = value_decoder()
         # Feast's SQLite store shares one connection between threads; Redis has a connection pool.
         self._lock = threading.Lock() if self.store_type == "sqlite" else contextlib.nullcontext()
+        self._planned_version: str | None = None  # the registry's version_id every plan was resolved on
         self.retries = 0  # resolutions that had to try again (a registry caught mid-write); /health shows it
 
     def plan(self, service: str) -> tuple[ViewRead, ...]:
@@ -174,8 +196,7 @@ class FeatureReader:
         for part, keys, values in zip(plan, distinct, found, strict=True):
             by_key = dict(zip(keys, values, strict=True))
             rows = [by_key[key] for key in online[part.join_key]]
-            for j, column in enumerate(part.columns):
-                online[column] = [row[j] for row in rows]
+            online.update(zip(part.columns, map(list, zip(*rows, strict=True)), strict=True))  # transposed
         return online
 
     def _fetch(self, plan: tuple[ViewRead, ...], distinct: list[list[str]]) -> list[Values]:
@@ -200,12 +221,11 @@ class FeatureReader:
     def _fetch_redis(self, plan: tuple[ViewRead, ...], distinct: list[list[str]]) -> list[Values]:
         """Redis: every view's HMGETs in one pipeline, one round trip (per view, as `online_read` does it,
         they cost one round trip each: most of a request's time). Keys, fields and values are Feast's."""
-        store = self._provider.online_store
         commands = []
         for part, keys in zip(plan, distinct, strict=True):
             fields = list(part.hash_fields)
             commands.extend((key, fields) for key in self._redis_keys(part.join_key, keys))
-        replies = iter(store._read_hash_fields(self._config, commands))
+        replies = iter(self._hmget(commands))
         decode = self._decode
         return [[tuple(map(decode, next(replies))) for _ in keys] for keys in distinct]
 
@@ -225,19 +245,87 @@ class FeatureReader:
 
     def refresh_registry(self) -> None:
         """Re-read the registry and re-resolve the services in use (off the request path); a service that
-        cannot be resolved now keeps its current plan."""
+        cannot be resolved now keeps its current plan.
+
+        Resolving holds the GIL for about 30 ms (protobuf conversions), so it is skipped while the
+        registry is the version every plan was resolved against: file, S3 and GCS registries stamp each
+        write with a new `version_id`. A registry without one is resolved again every time."""
         self._store.refresh_registry()
+        version = registry_version(self._store)
+        if version is not None and version == self._planned_version:
+            return
+        resolved = True
         for service in list(self._plans):
             try:
                 self._plans[service] = plan_service(self._store, service, self._redis)
             except Exception as error:
+                resolved = False
                 log.warning(f"feature service {service}: keeping the current plan ({error})")
+        self._planned_version = version if resolved else None
+
+
+def registry_version(store) -> str | None:
+    """The `version_id` of the registry the store holds now (a new one on every write), if it has one."""
+    proto = getattr(store.registry, "cached_registry_proto", None)
+    return getattr(proto, "version_id", None) or None
+
+
+def held_connections(store, config) -> HeldConnections | None:
+    """HeldConnections over the Redis client of Feast's store, where it has a single server's connection
+    pool (a plain or Sentinel-managed Redis); None for what Feast reads its own way (cluster, GLIDE)."""
+    from feast.infra.online_stores.redis import RedisClient
+    from redis import Redis
+
+    if getattr(config.online_store, "client", None) == RedisClient.glide:
+        return None
+    client = store._get_client(config.online_store)
+    return HeldConnections(client.connection_pool) if type(client) is Redis else None
+
+
+class HeldConnections:
+    """HMGETs in one round trip over a connection each thread keeps, as a redis-py pipeline sends them.
+
+    A pipeline takes a connection from the pool and gives it back on every call, and taking one polls
+    its socket (a system call): that bookkeeping cost more CPU than sending and reading the commands.
+    Here a thread takes a connection once and keeps it. Any error drops the connection's state (a reply
+    left unread must not answer the next request). A connection the server closed while it was idle
+    (what the pool's poll detects) is replaced at once; failures beyond that are retried by the
+    connection's own retry policy, as the pipeline does."""
+
+    def __init__(self, pool) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        self._pool = pool
+        self._local = threading.local()
+        self._disconnected = RedisConnectionError
+
+    def hmget(self, commands: list[tuple[bytes, list[bytes]]]) -> list[list[bytes | None]]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._pool.get_connection()
+        try:
+            return self._exchange(connection, commands)
+        except self._disconnected:  # dropped by _exchange: the next send connects afresh
+            return connection.retry.call_with_retry(
+                lambda: self._exchange(connection, commands), lambda _: connection.disconnect()
+            )
+
+    @staticmethod
+    def _exchange(connection, commands: list[tuple[bytes, list[bytes]]]) -> list[list[bytes | None]]:
+        try:
+            packed = connection.pack_commands([("HMGET", key, *fields) for key, fields in commands])
+            connection.send_packed_command(packed, check_health=False)
+            return [connection.read_response() for _ in commands]
+        except BaseException:
+            connection.disconnect()
+            raise
 
 
 def unscheduled(online: dict[str, list], rows: int) -> list[int]:
     """Positions of flights the online store has no schedule row for: not a scheduled flight (or not
     materialized). Every flight_schedule column is None for them."""
-    columns = [values for name, values in online.items() if name.startswith(f"{SCHEDULE_VIEW}__")]
+    prefix = f"{SCHEDULE_VIEW}__"
+    columns = [values for name, values in online.items() if name.startswith(prefix)]
     if not columns:
         raise KeyError(f"the feature service has no {SCHEDULE_VIEW} view")
     return [i for i in range(rows) if all(column[i] is None for column in columns)]
@@ -276,7 +364,9 @@ class ModelInputs:
             self._stacked = (grid, ranks[0], -grid[:, ::-1], -ranks[0][::-1])
         self._edge = EDGE
         position = {c: j for j, c in enumerate(self.numeric)}
-        self._indicators = np.array([position[c] for c in prep.indicators], dtype="int64")
+        self._indicators = [position[c] for c in prep.indicators]
+        # per numeric column, value -> its normal score, for requests of few rows (see _remembered)
+        self._known: list[dict[Any, float]] = [{} for _ in self.numeric]
 
     def transform(self, online: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
         spell = self._spell
@@ -285,9 +375,28 @@ class ModelInputs:
         for j, column in enumerate(self.categorical):
             index = self._index[j]
             codes[:, j] = [index.get(spell(v), 0) if v is not None and v == v else 0 for v in online[column]]
-        raw = np.array([online[c] for c in self.numeric], dtype="float64").reshape(len(self.numeric), rows)
-        missing = np.isnan(raw)
-        values = np.where(missing, self._median, raw)
+        columns = [online[c] for c in self.numeric]
+        if rows > FEW_ROWS:  # a batch: the arrays' arithmetic beats a lookup per value
+            scores = self.normal_scores(columns, rows)
+        elif (scores := self._remembered(columns, rows)) is None:
+            scores = self.normal_scores(columns, rows)
+            self._remember(columns, scores)
+        numbers = np.empty((rows, len(self.numeric) + len(self._indicators)), dtype=np.float32)
+        numbers[:, : len(self.numeric)] = scores.T
+        numbers[:, len(self.numeric) :] = self._missing(columns, rows)
+        return codes, numbers
+
+    def _missing(self, columns: list[list], rows: int) -> np.ndarray | list[list[bool]]:
+        """The missing-indicators (rows x indicators): None or NaN, as np.isnan sees them."""
+        indicated = [columns[j] for j in self._indicators]
+        if rows > FEW_ROWS:
+            return np.isnan(np.array(indicated, dtype="float64").reshape(len(indicated), rows)).T
+        return [[v is None or v != v for v in values] for values in zip(*indicated, strict=True)]
+
+    def normal_scores(self, columns: list[list], rows: int) -> np.ndarray:
+        """float64 normal scores (columns x rows) of numeric columns, missing values taken as the median."""
+        raw = np.array(columns, dtype="float64").reshape(len(self.numeric), rows)
+        values = np.where(np.isnan(raw), self._median, raw)
         if self._stacked is not None and rows <= FEW_ROWS:
             grid, ranks, mirrored_grid, mirrored_ranks = self._stacked
             rank = 0.5 * (
@@ -297,12 +406,30 @@ class ModelInputs:
             rank = np.empty_like(values)
             for j, ((q, r), (mq, mr)) in enumerate(zip(self._rising, self._mirrored, strict=True)):
                 rank[j] = 0.5 * (np.interp(values[j], q, r) - np.interp(-values[j], mq, mr))
-        numbers = np.empty((rows, len(self.numeric) + len(self._indicators)), dtype=np.float32)
-        numbers[:, : len(self.numeric)] = self._ndtri(np.clip(rank, self._edge, 1 - self._edge)).T
-        numbers[:, len(self.numeric) :] = missing[self._indicators].T
-        return codes, numbers
+        return self._ndtri(np.clip(rank, self._edge, 1 - self._edge))
+
+    def _remembered(self, columns: list[list], rows: int) -> np.ndarray | None:
+        """The scores of values seen before, or None if any is new (or NaN, never equal to itself).
+
+        A value's score depends on nothing but the value and its column's quantiles (every step above
+        is elementwise), so a remembered score is the very float the arithmetic gives."""
+        found = []
+        for known, values in zip(self._known, columns, strict=True):
+            for value in values:
+                score = known.get(value)
+                if score is None:
+                    return None
+                found.append(score)
+        return np.array(found, dtype="float64").reshape(len(columns), rows)
+
+    def _remember(self, columns: list[list], scores: np.ndarray) -> None:
+        for known, values, column_scores in zip(self._known, columns, scores.tolist(), strict=True):
+            if len(known) > SCORES_CACHE_SIZE:
+                known.clear()
+            known.update(zip(values, column_scores, strict=True))
 
 
+SCORES_CACHE_SIZE = 50_000  # values remembered per numeric column (then forgotten all at once)
 FEW_ROWS = 16  # up to this many rows, interp_rows (one pass over all columns) beats a np.interp per column
 
 
