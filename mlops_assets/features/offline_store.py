@@ -149,28 +149,8 @@ class DuckDBAsofOfflineStore(OfflineStore):
         start_date: dt.datetime,
         end_date: dt.datetime,
     ) -> RetrievalJob:
-        source = _require_file_source(data_source)
-
-        def compute() -> pa.Table:
-            start, end = _utc(start_date), _utc(end_date)
-            columns = [*join_key_columns, *feature_name_columns, timestamp_field]
-            if created_timestamp_column:
-                columns.append(created_timestamp_column)
-            with _connect(config) as connection:
-                table = _load_source(connection, config, source, start, end)
-                if table is None:
-                    return _empty(columns)
-                query = f"""
-                    SELECT {_list(columns)} FROM {table}
-                    WHERE {_q(timestamp_field)} BETWEEN $start AND $end
-                    QUALIFY row_number() OVER (
-                        PARTITION BY {_list(join_key_columns) or "1"}
-                        ORDER BY {_q(timestamp_field)} DESC, {_newest_first(created_timestamp_column)}
-                    ) = 1
-                """
-                return connection.sql(query, params={"start": start, "end": end}).to_arrow_table()
-
-        return ArrowRetrievalJob(compute, full_feature_names=False)
+        columns = (join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column)
+        return _pull(config, data_source, columns, start_date, end_date, latest=True)
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -183,27 +163,46 @@ class DuckDBAsofOfflineStore(OfflineStore):
         start_date: dt.datetime | None = None,
         end_date: dt.datetime | None = None,
     ) -> RetrievalJob:
-        source = _require_file_source(data_source)
+        columns = (join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column)
+        return _pull(config, data_source, columns, start_date, end_date, latest=False)
 
-        def compute() -> pa.Table:
-            start, end = _utc(start_date), _utc(end_date)
-            columns = [*join_key_columns, *feature_name_columns, timestamp_field]
-            if created_timestamp_column:
-                columns.append(created_timestamp_column)
-            with _connect(config) as connection:
-                table = _load_source(connection, config, source, start, end)
-                if table is None:
-                    return _empty(columns)
-                bounds = [
-                    f"{_q(timestamp_field)} >= $start" if start else "",
-                    f"{_q(timestamp_field)} <= $end" if end else "",
-                ]
-                where = " AND ".join(b for b in bounds if b) or "TRUE"
-                parameters = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-                query = f"SELECT {_list(columns)} FROM {table} WHERE {where} ORDER BY {_q(timestamp_field)}"
-                return connection.sql(query, params=parameters or None).to_arrow_table()
 
-        return ArrowRetrievalJob(compute, full_feature_names=False)
+def _pull(
+    config: RepoConfig,
+    data_source: DataSource,
+    columns: tuple[list[str], list[str], str, str | None],
+    start_date: dt.datetime | None,
+    end_date: dt.datetime | None,
+    latest: bool,
+) -> RetrievalJob:
+    """The source's rows stamped in [start, end] (either bound may be open): all of them in time order,
+    or (`latest`) the newest row per entity, as materialization reads them."""
+    source = _require_file_source(data_source)
+    join_keys, features, timestamp, created = columns
+    selected = [*join_keys, *features, timestamp, *([created] if created else [])]
+
+    def compute() -> pa.Table:
+        start, end = _utc(start_date), _utc(end_date)
+        with _connect(config) as connection:
+            table = _load_source(connection, config, source, start, end)
+            if table is None:
+                return _empty(selected)
+            bounds = [
+                f"{_q(timestamp)} >= $start" if start else "",
+                f"{_q(timestamp)} <= $end" if end else "",
+            ]
+            where = " AND ".join(b for b in bounds if b) or "TRUE"
+            order = f"ORDER BY {_q(timestamp)}"
+            if latest:
+                order = (
+                    f"QUALIFY row_number() OVER (PARTITION BY {_list(join_keys) or '1'} "
+                    f"ORDER BY {_q(timestamp)} DESC, {_newest_first(created)}) = 1"
+                )
+            parameters = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+            query = f"SELECT {_list(selected)} FROM {table} WHERE {where} {order}"
+            return connection.sql(query, params=parameters or None).to_arrow_table()
+
+    return ArrowRetrievalJob(compute, full_feature_names=False)
 
 
 def _features_by_view(
