@@ -37,17 +37,15 @@ def _date(text: str) -> dt.date:
 
 
 def _landing_zone():
-    from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.storage import object_stores, resolve_store
+    from mlops_assets.demo import profile_store
 
-    return resolve_store(object_stores(load_settings())["landing_zone"])
+    return profile_store("landing_zone")
 
 
 def _lake():
-    from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.storage import object_stores, resolve_store
+    from mlops_assets.demo import profile_store
 
-    return resolve_store(object_stores(load_settings())["lake"])
+    return profile_store("lake")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

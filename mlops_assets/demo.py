@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlops_assets.lib.job_runs import CODE_LOCATION
 from mlops_assets.lib.run_output import Background, follow
 
 DEFAULT_START = "2013-01-01"
@@ -33,7 +34,6 @@ TRAINING_SELECTION = (
 MONITORING_SELECTION = "predictions/batch_predictions,monitoring/drift_report,monitoring/model_performance"
 # The first champion learns from the window's first two months; the last is served and monitored.
 MONITORED_DAYS = 31
-CODE_LOCATION = ["-m", "mlops_assets.definitions", "-a", "defs"]
 # One process for the run: the steps share their imports (GX, dbt) instead of each paying for them.
 # The local profile's Definitions run in-process already; production's executor is chosen per run.
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -73,12 +73,8 @@ def materialize(selection: str, partition_range: str | None = None, ops: dict | 
 
 
 def materialize_beside(selection: str, partition_range: str | None = None) -> Background:
-    """Starts the run and returns at once; `finish` waits for it."""
+    """Starts the run and returns at once; its `wait()` gives (exit code, output)."""
     return Background(_command(selection, partition_range, None), label=selection)
-
-
-def finish(selection: str, run: Background) -> None:
-    _require_success(selection, *run.wait())
 
 
 def training_set_ops(start: dt.date | str, end: dt.date | str) -> dict:
@@ -95,14 +91,18 @@ def run_demo(start: dt.date, end: dt.date) -> None:
     first_window = (start, monitored_from - dt.timedelta(days=1))
     materialize(FEATURE_STORE_SELECTION, ops=training_set_ops(*first_window))
     online = materialize_beside(ONLINE_STORE, window)
-    materialize(TRAINING_SELECTION)
-    finish(ONLINE_STORE, online)
+    try:
+        materialize(TRAINING_SELECTION)
+    finally:  # a failed training run still waits for the online store's run: the demo leaves none behind
+        outcome = online.wait()
+    _require_success(ONLINE_STORE, *outcome)
     materialize(MONITORING_SELECTION, f"{monitored_from}...{end}")
     retrain_if_needed()
     mark_landed_files_ingested()
 
 
-def _store(name: str):
+def profile_store(name: str):
+    """The profile's `landing_zone` or `lake` object store."""
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.storage import object_stores, resolve_store
 
@@ -121,7 +121,7 @@ def mark_landed_files_ingested() -> None:
     sensor = [sys.executable, "-m", "dagster", "sensor"]
     # `cursor --set` on a sensor without stored state stores it STOPPED, whatever its default status:
     # started again at once, or `make ui` would never ingest another file.
-    for action, *options in (("cursor", "--set", cursor_of(_store("landing_zone"))), ("start",)):
+    for action, *options in (("cursor", "--set", cursor_of(profile_store("landing_zone"))), ("start",)):
         completed = subprocess.run(
             [*sensor, action, SENSOR_NAME, *location, *options], capture_output=True, text=True
         )
@@ -142,7 +142,7 @@ def retrain_if_needed() -> None:
     from mlops_assets.resources.tracking import mlflow_resource
 
     trigger = "sensor"
-    lake = _store("lake")
+    lake = profile_store("lake")
     with (
         dg.DagsterInstance.get() as instance,
         dg.build_resources({"mlflow": mlflow_resource(load_settings())}) as built,

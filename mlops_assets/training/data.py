@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -18,6 +18,8 @@ class TrainingData:
     split: Any  # mlops_assets.ml.data.Split
     categorical: list[str]
     numeric: list[str]
+    # (preprocessor, arrays) once `prepared_arrays` has computed them for this set.
+    prepared: tuple[Any, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def inputs(self) -> list[str]:
@@ -56,7 +58,6 @@ def newest_training_set(lake: ObjectStore, why: str | None = None) -> TrainingSe
 # model and the evaluation read the same set. One entry, keyed by the object's version too, so a replaced
 # file is read (and refused) again.
 _LOADED: dict[tuple, TrainingData] = {}
-_PREPARED: dict[tuple, tuple[Any, dict]] = {}
 
 
 def load_training_data(
@@ -73,7 +74,6 @@ def load_training_data(
     if cache_key not in _LOADED:
         data = _read_training_data(lake, holdout_days, valid_days, identity)
         _LOADED.clear()
-        _PREPARED.clear()
         _LOADED[cache_key] = data
     return _LOADED[cache_key]
 
@@ -111,18 +111,15 @@ def prepared_arrays(data: TrainingData):
     from mlops_assets.ml.data import LABEL
     from mlops_assets.ml.preprocessing import Preprocessor
 
-    key = next((k for k, v in _LOADED.items() if v is data), None)
-    if key is None or key not in _PREPARED:
+    if data.prepared is None:
         prep = Preprocessor.fit(data.split.train, data.categorical, data.numeric)
         arrays = {}
         for part in ("train", "valid"):
             frame = getattr(data.split, part)
             codes, numbers = prep.transform(frame)
             arrays[part] = (codes, numbers, frame[LABEL].astype("float32").to_numpy())
-        if key is None:
-            return prep, arrays
-        _PREPARED[key] = (prep, arrays)
-    prep, arrays = _PREPARED[key]
+        data.prepared = (prep, arrays)
+    prep, arrays = data.prepared
     return prep, dict(arrays)
 
 
