@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from mlops_assets.lib.run_output import Background, describe_line, follow
+from mlops_assets.lib.run_output import Background, describe_line, finished_step, follow
 
 RUN_ID = "c44f3161-253e-4870-86e8-76432ababf5e"
 RUN = "2026-12-07 04:30:40 +0000 - dagster - {level} - __ASSET_JOB - " + RUN_ID + " - {rest}"
@@ -77,3 +77,31 @@ def test_a_background_run_is_followed_while_another_runs():
     assert code == 0 and beside.wait()[0] == 0
     assert shown.index("        train: fitted") < shown.index("        online: written")
     assert shown[-1].startswith("  (features/online_store: ")
+
+
+def test_work_waiting_on_a_step_starts_while_the_run_goes_on(tmp_path):
+    """The demo starts the online store's run once `feast apply` has finished in the training run:
+    the callback sees each finished step as its line comes, before the run has ended."""
+    views_done = line("DEBUG", '1 - views - STEP_SUCCESS - Finished execution of step "views" in 1s.')
+    train_failed = line("ERROR", '1 - train - STEP_FAILURE - Execution of step "train" failed.')
+    script = "; ".join(
+        [
+            f"print({views_done!r})",
+            "import sys; sys.stdout.flush(); import time; time.sleep(0.5)",
+            f"print({line('INFO', 'train - fitted')!r})",
+            f"print({train_failed!r})",
+            f"open({str(tmp_path / 'ended')!r}, 'w').close()",
+        ]
+    )
+    events: list[str] = []
+
+    def step_done(step: str) -> None:
+        events.append(step)
+        events.append("run ended" if (tmp_path / "ended").exists() else "run going on")
+
+    code, _ = follow([sys.executable, "-c", script], write=events.append, on_step_done=step_done)
+    assert code == 0
+    assert events[events.index("views") + 1] == "run going on"
+    assert events.index("views") < events.index("        train: fitted")
+    assert "train" not in events  # a failed step is not a finished one
+    assert finished_step(line("DEBUG", '7 - a - STEP_START - Started execution of step "a".')) is None

@@ -50,9 +50,22 @@ def describe_line(line: str) -> str | None:
     return None
 
 
-def follow(command: Sequence[str], write: Callable[[str], None] = print, label: str = "") -> tuple[int, str]:
+def finished_step(line: str) -> str | None:
+    """The step a line of Dagster's output reports finished (STEP_SUCCESS), or None."""
+    match = LINE.match(line.rstrip("\n"))
+    event = EVENT.match(match["rest"]) if match else None
+    return event["step"] if event and event["event"] == "STEP_SUCCESS" else None
+
+
+def follow(
+    command: Sequence[str],
+    write: Callable[[str], None] = print,
+    label: str = "",
+    on_step_done: Callable[[str], None] | None = None,
+) -> tuple[int, str]:
     """Runs `command`, writing the lines worth seeing as they come and the elapsed time at the end
-    (after `label`, when given); returns (exit code, the output's last lines)."""
+    (after `label`, when given); `on_step_done(step)` is called as each step succeeds (to start work
+    that needed it while the run goes on). Returns (exit code, the output's last lines)."""
     started = time.perf_counter()
     tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
     with subprocess.Popen(
@@ -65,6 +78,9 @@ def follow(command: Sequence[str], write: Callable[[str], None] = print, label: 
             if shown:
                 write(shown)
                 sys.stdout.flush()
+            step = finished_step(line) if on_step_done else None
+            if step and on_step_done:
+                on_step_done(step)
         code = process.wait()
     write(f"  ({label + ': ' if label else ''}{time.perf_counter() - started:.1f} s)")
     return code, "".join(tail)
