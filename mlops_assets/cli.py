@@ -13,6 +13,7 @@ mlops model show|history                            the registered model's alias
 mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
 mlops model rollback                                give champion back to the previous champion
 mlops serve [--port 8000] [--online-store redis]    the online prediction service (FastAPI, 127.0.0.1)
+mlops cluster up|down|status [--only spark|ray]     a Spark cluster behind Spark Connect, a 2-node Ray cluster
 """
 
 from __future__ import annotations
@@ -335,6 +336,7 @@ def _add_serve_parser(commands) -> None:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from mlops_assets.cluster.commands import add_cluster_command
     from mlops_assets.monitoring.report_cli import add_report_command
 
     # Building the Definitions warns about Dagster's beta parameters once per asset: not the user's news.
@@ -374,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--reason", help="why (kept in the alias history)")
     model.set_defaults(handler=cmd_model)
     _add_serve_parser(commands)
+    add_cluster_command(commands)
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "promote" and not args.version:
         parser.error("model promote needs --version")

@@ -47,6 +47,7 @@ class ComputeResource(dg.ConfigurableResource):
 
 
 def compute_resource(settings: Settings) -> ComputeResource:
-    if settings.profile == "production":
-        return ComputeResource(ray_address=env_setting(RAY_ADDRESS_ENV))
-    return ComputeResource()
+    """MLOPS_RAY_ADDRESS (a Ray cluster: `host:port` of its GCS, `ray://host:10001`, or `auto`) in either
+    profile, as MLOPS_SPARK_REMOTE is for Spark: `mlops cluster up` serves the local profile one."""
+    del settings  # the same rule in both profiles
+    return ComputeResource(ray_address=env_setting(RAY_ADDRESS_ENV))

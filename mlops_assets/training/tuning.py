@@ -44,6 +44,7 @@ def starting_point() -> dict[str, Any]:
 
 def trial(config: dict, data: dict, device: str, threads: int, seed: int) -> None:
     """One Ray Tune trial: fit with `config`, report each epoch (ASHA may stop it between epochs)."""
+    import ray
     import torch
     from ray import tune
 
@@ -59,7 +60,9 @@ def trial(config: dict, data: dict, device: str, threads: int, seed: int) -> Non
     hp = HyperParameters.from_dict(
         {**HyperParameters().to_dict(), **config, "patience": config["max_epochs"]}
     )
-    fit(prep, train, valid, hp, seed=seed, on_epoch=lambda metrics: tune.report(metrics))
+    # Which Ray node ran the trial: on a cluster the log shows the trials spread over its nodes.
+    node = ray.get_runtime_context().get_node_id()[:8]
+    fit(prep, train, valid, hp, seed=seed, on_epoch=lambda metrics: tune.report({**metrics, "node": node}))
 
 
 @dataclass
@@ -110,8 +113,9 @@ def _log_callback(log):
                 done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + 1
                 last = trial.last_result or {}
                 self.log.info(
-                    f"trial {trial.trial_id} finished after {last.get('epoch')} epoch(s), last val_auc "
-                    f"{last.get('val_auc', float('nan')):.4f} ({done}/{len(trials)} trials)"
+                    f"trial {trial.trial_id} finished after {last.get('epoch')} epoch(s) on node "
+                    f"{last.get('node', '?')}, last val_auc {last.get('val_auc', float('nan')):.4f} "
+                    f"({done}/{len(trials)} trials)"
                 )
 
     return DagsterLog(log)
@@ -198,6 +202,7 @@ def _outcome(grid, wall: float, parallelism: int) -> TuningOutcome:
                 "epochs": len(frame),
                 "best_val_auc": float(frame[METRIC].max()),
                 "seconds": float(frame["time_this_iter_s"].sum()),
+                "node": str(frame["node"].iloc[-1]) if "node" in frame else None,
             }
         )
     config = {**best.config, "max_epochs": int(best.config["max_epochs"])}

@@ -1,0 +1,265 @@
+"""`mlops cluster`: a real Spark standalone cluster behind a Spark Connect server and a real two-node
+Ray cluster, started from the installed wheels on 127.0.0.1, used by the graph's own code, stopped by
+their PID files.
+
+1. the daemons' bookkeeping: a PID file names what was started; `down` stops that process group and
+   leaves alone a process whose PID a stale file names;
+2. `features/flight_features` through `MLOPS_SPARK_REMOTE` equals the embedded session's, value for value;
+3. Ray Tune through `MLOPS_RAY_ADDRESS` places trials on both nodes and gives the local run's results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_assets.cluster.daemons import (
+    ClusterDir,
+    Daemon,
+    port_open,
+    process_alive,
+    running_pid,
+    start,
+    stop,
+)
+from tests.conftest import TRAINING_PLAN
+
+pytestmark = pytest.mark.slow
+
+REAL_DAYS = ("2013-01-01", "2013-01-03")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- the daemons' bookkeeping ---------------------------------------------------------------------
+
+
+def http_daemon(port: int) -> Daemon:
+    # A server that forks a child, as spark-class and `ray start` do: stopping must end both.
+    script = (
+        "import subprocess, sys, http.server; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    return Daemon(name="probe", command=[sys.executable, "-c", script], port=port, marker="serve_forever")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_daemon_is_started_once_and_stopped_with_its_children(tmp_path):
+    folder = ClusterDir(tmp_path / "cluster")
+    daemon = http_daemon(free_port())
+    pid, started = start(daemon, folder)
+    try:
+        deadline = time.monotonic() + 20
+        while not (port_open(daemon.port) and children_of(pid)):
+            assert time.monotonic() < deadline, "the probe daemon never listened"
+            time.sleep(0.1)
+        assert started and running_pid(daemon, folder) == pid
+        assert start(daemon, folder) == (pid, False)  # a second `up` finds it running
+        child = children_of(pid)[0]
+        assert (folder.logs / "probe.log").exists()
+    finally:
+        assert stop(daemon, folder)
+    assert not process_alive(pid) and not process_alive(child)
+    assert not folder.pid_file("probe").exists() and not port_open(daemon.port)
+    assert not stop(daemon, folder)  # stopping again is a no-op
+
+
+def test_a_stale_pid_file_never_stops_another_program(tmp_path):
+    """The PID in a stale file may belong to another program by now: it does not hold the daemon's
+    command line, so `down` forgets the file and leaves the process alone."""
+    folder = ClusterDir(tmp_path / "cluster")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        folder.run.mkdir(parents=True)
+        folder.pid_file("probe").write_text(f"{other.pid}\n")
+        daemon = http_daemon(free_port())
+        time.sleep(0.3)  # the other program's command line is in place
+        assert running_pid(daemon, folder) is None
+        assert not stop(daemon, folder)
+        assert other.poll() is None and not folder.pid_file("probe").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_taken_port_is_reported_not_fought_over(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        daemon = http_daemon(sock.getsockname()[1])
+        with pytest.raises(RuntimeError, match="taken by a process this home did not start"):
+            start(daemon, ClusterDir(tmp_path / "cluster"))
+
+
+# ---- Spark: a standalone cluster behind Spark Connect ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(tmp_path_factory):
+    from mlops_assets.cluster import spark
+    from mlops_assets.cluster.commands import up_spark
+
+    folder = ClusterDir(tmp_path_factory.mktemp("spark_cluster") / "cluster")
+    spec = spark.SparkClusterSpec()
+    try:
+        up_spark(folder, spec)
+        yield spec, folder
+    finally:
+        for daemon in reversed(spark.daemons(spec, folder)):
+            stop(daemon, folder)
+
+
+def materialize_features(home: Path, spark_resource) -> dg.MaterializeResult:
+    from mlops_assets.defs.features.assets import build_feature_assets
+    from mlops_assets.lib.calendar import partition_range_tags
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.resources.warehouse import DuckDBWarehouse
+    from tests.conftest import build_real_warehouse
+
+    build_real_warehouse(home, REAL_DAYS)
+    result = dg.materialize(
+        build_feature_assets(load_settings({"MLOPS_HOME": str(home)})),
+        resources={
+            "spark": spark_resource,
+            "lake": LocalObjectStore(root=str(home / "lake")),
+            "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
+        },
+        tags=partition_range_tags(*REAL_DAYS),
+    )
+    assert result.success
+    return result
+
+
+def test_features_through_spark_connect_equal_the_embedded_sessions(spark_cluster, tmp_path):
+    from mlops_assets.features.flight_features import ALL_TABLES
+    from mlops_assets.resources.spark import SparkResource
+
+    spec, _ = spark_cluster
+
+    remote = materialize_features(tmp_path / "remote", SparkResource(remote=spec.connect_url))
+    materialize_features(tmp_path / "embedded", SparkResource(master="local[2]"))
+    events = remote.get_asset_materialization_events()
+    assert {e.materialization.metadata["spark"].value for e in events} == {
+        f"Spark Connect {spec.connect_url}"
+    }
+    days = [str(dt.date(2013, 1, d)) for d in (1, 2, 3)]
+    for table in ALL_TABLES:
+        for day in days:
+            homes = (tmp_path / "remote", tmp_path / "embedded")
+            files = [home / "lake" / "features" / table / f"{day}.parquet" for home in homes]
+            remote_frame, embedded_frame = (pq.read_table(f).to_pandas() for f in files)
+            key = list(remote_frame.columns[:2])
+            assert len(remote_frame) > 0, (table, day)
+            pd.testing.assert_frame_equal(
+                remote_frame.sort_values(key, ignore_index=True),
+                embedded_frame.sort_values(key, ignore_index=True),
+                check_exact=True,
+                obj=f"{table} {day}",
+            )
+
+
+def test_the_cluster_status_command_reports_it_up(spark_cluster, capsys):
+    from mlops_assets.cluster import spark
+    from mlops_assets.cluster.commands import print_status
+
+    spec, folder = spark_cluster
+    assert print_status(folder, ["spark"]) == 0
+    states = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
+    assert states == [[daemon.name, "up"] for daemon in spark.daemons(spec, folder)]
+    assert spark.alive_workers(spec) == 1 and spark.connect_application_running(spec)
+    assert print_status(folder, ["ray"]) == 3  # not started in this home
+
+
+# ---- Ray: two nodes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    from mlops_assets.cluster import ray_nodes
+    from mlops_assets.cluster.commands import up_ray
+
+    folder = ClusterDir(tmp_path_factory.mktemp("ray_cluster") / "cluster")
+    spec = ray_nodes.RayClusterSpec()
+    try:
+        up_ray(folder, spec)
+        yield spec
+    finally:
+        for daemon in reversed(ray_nodes.daemons(spec, folder)):
+            stop(daemon, folder)
+
+
+def tune(home: Path, compute, log_lines: list[str]):
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.training.data import load_training_data, newest_training_set, prepared_arrays
+    from mlops_assets.training.tuning import run_tuning
+
+    class Log:
+        def info(self, message: str) -> None:
+            log_lines.append(message)
+
+        debug = info
+
+    lake = LocalObjectStore(root=str(home / "lake"))
+    plan = TRAINING_PLAN
+    data = load_training_data(lake, plan["holdout_days"], plan["valid_days"], newest_training_set(lake))
+    prep, arrays = prepared_arrays(data)
+    # grace_period = max_epochs: ASHA has no rung below max_t, so no trial is stopped early and the
+    # outcome does not depend on the order in which the two nodes report (the one nondeterminism).
+    return run_tuning(
+        data={"preprocessor": prep.to_dict(), **arrays},
+        compute=compute,
+        num_samples=4,
+        max_epochs=2,
+        grace_period=2,
+        seed=7,
+        storage_path=str(home / "ray_results"),
+        name=f"tune-{len(log_lines)}-{time.time_ns()}",
+        log=Log(),
+    )
+
+
+def test_tuning_on_the_ray_cluster_uses_both_nodes_and_equals_the_local_run(ray_cluster, training_set_home):
+    from mlops_assets.resources.compute import ComputeResource
+
+    on_cluster: list[str] = []
+    clustered = tune(training_set_home, ComputeResource(ray_address=ray_cluster.address), on_cluster)
+    local = tune(training_set_home, ComputeResource(num_cpus=2), [])
+    nodes = {t["node"] for t in clustered.trials}
+    assert len(nodes) == 2, f"all trials ran on {nodes}"
+    assert clustered.parallelism == 2
+    assert sum("finished after 2 epoch(s) on node" in line for line in on_cluster) == 4
+
+    def by_config(outcome):
+        return {tuple(sorted(t["config"].items())): t["best_val_auc"] for t in outcome.trials}
+
+    assert by_config(clustered) == by_config(local)  # trial for trial, to the last bit (CPU, 1 thread)
+    assert clustered.best == local.best
