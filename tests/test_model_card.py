@@ -118,6 +118,29 @@ def test_card_shows_the_registered_figures(registered, cli_home, capsys, tmp_pat
     assert f"<td>{own[0]}</td>" in html
 
 
+def test_card_of_a_version_registered_before_cards_says_what_is_missing(registered):
+    """A version whose run lacks the newer records (per-origin table, calibration table, the gate's
+    rules) still gets a card: the evaluation's PNG inline, and 'not recorded' where a table is missing."""
+    from mlops_assets.training.card import build_markdown
+    from mlops_assets.training.card_facts import read_facts
+
+    _, resources, _ = registered
+    facts = read_facts(resources["mlflow"].client(), "flight_delay", "1")
+    assert facts.calibration_png is not None and set(facts.tables) == {
+        "comparison", "by_carrier", "by_origin", "calibration"
+    }  # fmt: skip
+    for newer in ("by_origin", "calibration"):
+        del facts.tables[newer]
+    for tag in ("gate.rules", "gate.compared_with", "training_set.partitions"):
+        del facts.version_tags[tag]
+    card = build_markdown(facts)
+    assert "## Per origin airport\n\nNot recorded for version 1." in card
+    assert '<img alt="Calibration on the holdout" src="data:image/png;base64,' in card and "<svg" not in card
+    assert "- compared with: -" in card and "- rules:" not in card
+    assert "partitions: 2013-01-01..2013-01-21: 21 daily partitions" in card  # derived from the window
+    assert _row(card, "UA")  # what was recorded is still there
+
+
 def test_card_of_an_unknown_version_fails_clearly(cli_home):
     completed = subprocess.run(
         [sys.executable, "-m", "mlops_assets.cli", "model", "card", "--version", "7"],

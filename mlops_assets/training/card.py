@@ -91,7 +91,7 @@ def _header(facts: CardFacts) -> str:
             f"Predicts, two hours before scheduled departure, the probability that a flight out of New York "
             f"arrives more than 15 minutes late ({family}).{control}",
             "",
-            f"- registered: {created}; aliases now: {aliases}",
+            f"- registered: {created}; aliases when this card was built: {aliases}",
             f"- model: `models:/{facts.name}/{facts.version}`; MLflow run `{facts.run_id}`",
             f"- Dagster run: `{facts.tag('dagster.run_id') or '-'}`; device: {facts.tag('device') or '-'}",
             f"- decision threshold (late when probability >= it, chosen on the validation days): "
