@@ -12,6 +12,8 @@ mlops retrain                                       the retraining rules, applie
 mlops model show|history                            the registered model's aliases and their history
 mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
 mlops model rollback                                give champion back to the previous champion
+mlops model card --version N [--html PATH]          version N's model card (Markdown, or HTML into PATH)
+mlops model reproduce --version N                   rebuild N's training set, retrain, compare holdout metrics
 mlops serve [--port 8000] [--online-store redis]    the online prediction service (FastAPI, 127.0.0.1)
 mlops cluster up|down|status [--only spark|ray]     a Spark cluster behind Spark Connect, a 2-node Ray cluster
 """
@@ -240,6 +242,44 @@ def _registry():
         return built.mlflow.client(), built.mlflow.model_name
 
 
+def model_card(client, name: str, args: argparse.Namespace) -> int:
+    """Print version N's card as Markdown, or write it as HTML to `--html`."""
+    from mlops_assets.training.card import build_html, card_markdown
+
+    text = card_markdown(client, name, args.version)
+    if args.html is None:
+        print(text, end="")
+        return 0
+    path = Path(args.html)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(build_html(text, f"{name} version {args.version}"))
+    print(f"wrote the model card of {name} version {args.version} to {path}")
+    return 0
+
+
+def model_reproduce(client, name: str, args: argparse.Namespace) -> int:
+    """Retrain version N from its recorded set and settings; 0 when its holdout figures are the same."""
+    import dagster as dg
+
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.feature_store import feast_resource
+    from mlops_assets.resources.storage import object_stores
+    from mlops_assets.resources.warehouse import warehouse_resource
+    from mlops_assets.training.reproduce import ReproductionError, report_lines, reproduce
+
+    settings = load_settings()
+    lake = object_stores(settings)["lake"]
+    resources = {"feast": feast_resource(settings), "warehouse": warehouse_resource(settings, lake)}
+    with dg.build_resources(resources) as built:
+        try:
+            result = reproduce(client, name, args.version, built.feast, built.warehouse, args.device)
+        except ReproductionError as error:
+            raise SystemExit(f"cannot reproduce {name} version {args.version}: {error}") from None
+    for line in report_lines(result):
+        print(line)
+    return 0 if result.equal else 1
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     import getpass
 
@@ -248,6 +288,10 @@ def cmd_model(args: argparse.Namespace) -> int:
     client, name = _registry()
     by = f"cli:{getpass.getuser()}"
     try:
+        if args.action == "card":
+            return model_card(client, name, args)
+        if args.action == "reproduce":
+            return model_reproduce(client, name, args)
         if args.action == "promote":
             event = registry.promote(client, name, args.version, by, args.reason or "manual promotion")
             print(f"{name}: champion is version {event['version']} (was {event['previous']})")
@@ -370,16 +414,22 @@ def main(argv: list[str] | None = None) -> int:
         "retrain", help="apply the retraining sensor and floor schedule rules now; run the job if one fires"
     ).set_defaults(handler=cmd_retrain)
     add_report_command(commands, _date, _lake)
-    model = commands.add_parser("model", help="the registered model: show, history, promote, rollback")
-    model.add_argument("action", choices=["show", "history", "promote", "rollback"])
-    model.add_argument("--version", help="the version to promote")
+    model = commands.add_parser(
+        "model", help="the registered model: show, history, promote, rollback, card, reproduce"
+    )
+    model.add_argument("action", choices=["show", "history", "promote", "rollback", "card", "reproduce"])
+    model.add_argument("--version", help="the version to promote, describe (card) or reproduce")
     model.add_argument("--reason", help="why (kept in the alias history)")
+    model.add_argument("--html", metavar="PATH", help="card: write the card as HTML to PATH")
+    model.add_argument(
+        "--device", default="cpu", help="reproduce: cpu (default, deterministic), cuda or auto"
+    )
     model.set_defaults(handler=cmd_model)
     _add_serve_parser(commands)
     add_cluster_command(commands)
     args = parser.parse_args(argv)
-    if getattr(args, "action", None) == "promote" and not args.version:
-        parser.error("model promote needs --version")
+    if getattr(args, "action", None) in ("promote", "card", "reproduce") and not args.version:
+        parser.error(f"model {args.action} needs --version")
     return args.handler(args)
 
 

@@ -7,8 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops_assets.resources.tracking import MlflowResource
+    from mlops_assets.training.data import TrainingData
 
 LEAKAGE_CEILING = 0.85  # FACTS: leakage-free features reach ~0.72 ROC-AUC; 0.90+ means the future leaked in
+EVALUATION_ARTIFACTS = "evaluation"  # the folder of the model's run that holds the evaluation's files
+
+
+def holdout_inputs(data: TrainingData) -> tuple[Any, Any]:
+    """(model inputs, 0/1 labels) of the holdout days: what every model is scored on, in the graph and
+    in a reproduction."""
+    from mlops_assets.ml.data import LABEL
+    from mlops_assets.training.data import model_input_frame
+
+    holdout = data.split.holdout
+    inputs = model_input_frame(holdout, data.categorical, data.numeric)
+    return inputs, holdout[LABEL].astype(int).to_numpy()
 
 
 def calibration_plot(curves: dict[str, Any], path) -> None:

@@ -11,7 +11,7 @@ from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.resources.training_plan import TrainingPlan
 from mlops_assets.training.chain import CHAIN, GPU_POOL, GROUP, OWNERS, dagster_tags
-from mlops_assets.training.data import load_training_data, model_input_frame, prepared_arrays
+from mlops_assets.training.data import load_training_data, model_input_frame
 from mlops_assets.training.records import consumed, write_training_record
 
 
@@ -58,16 +58,11 @@ def flight_delay_model(
     training: TrainingPlan,
     lake: ObjectStore,
 ) -> dg.MaterializeResult:
-    import dataclasses
-
     import mlflow as mlflow_api
-    import numpy as np
     import torch
 
-    from mlops_assets.ml.bundle import ModelBundle
     from mlops_assets.ml.device import describe
-    from mlops_assets.ml.fit import HyperParameters, Tensors, fit, predict_tensors
-    from mlops_assets.ml.metrics import f1_threshold
+    from mlops_assets.training.network import final_hyperparameters, train_network
     from mlops_assets.training.pyfunc import log_pytorch_model
 
     resolved = run_training_set(context, lake, CHAIN)
@@ -75,21 +70,9 @@ def flight_delay_model(
     tuned = tuned_record.body
     require_same(MODEL, resolved, {TUNED: tuned_on})
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
-    hp = HyperParameters.from_dict(tuned["hyperparameters"])
-    hp = dataclasses.replace(
-        hp,
-        max_epochs=config.max_epochs or max(hp.max_epochs, 20),
-        patience=4,
-        ensemble_size=config.ensemble_size,
-    )
-    prep, arrays = prepared_arrays(data)
-    if config.shuffle_labels:
-        labels = arrays["train"][2].copy()
-        np.random.default_rng(training.seed).shuffle(labels)
-        arrays["train"] = (*arrays["train"][:2], labels)
+    hp = final_hyperparameters(tuned["hyperparameters"], config.max_epochs, config.ensemble_size)
     device = compute.training_device()
     context.log.info(f"training on {describe(device)}")
-    train, valid = (Tensors.from_arrays(*arrays[p], device) for p in ("train", "valid"))
     experiment_id = mlflow.activate()
     tags = {
         **dagster_tags(context),
@@ -98,9 +81,14 @@ def flight_delay_model(
         "tuning_run_id": tuned["mlflow_run_id"],
         "device": str(device),
         "negative_control": str(config.shuffle_labels).lower(),
+        # A CPU result depends on the thread count (the order of float sums): a reproduction uses it.
+        "torch.num_threads": str(torch.get_num_threads()),
+        "torch.version": torch.__version__,
     }
     with mlflow_api.start_run(experiment_id=experiment_id, run_name="flight_delay_model", tags=tags) as run:
-        mlflow_api.log_params({**hp.to_dict(), "seed": training.seed, **data.split.describe()})
+        # The split's day counts, not only its spans: what `mlops model reproduce` splits a rebuilt set by.
+        plan = {"plan.holdout_days": training.holdout_days, "plan.valid_days": training.valid_days}
+        mlflow_api.log_params({**hp.to_dict(), "seed": training.seed, **data.split.describe(), **plan})
 
         def log_epoch(metrics: dict) -> None:
             prefix = f"member{metrics['member']}/" if "member" in metrics else ""
@@ -111,9 +99,8 @@ def flight_delay_model(
                 f"val_loss {metrics['val_loss']:.4f}"
             )
 
-        result = fit(prep, train, valid, hp, seed=training.seed, on_epoch=log_epoch)
-        valid_p = predict_tensors(result.model, valid).cpu().numpy()
-        threshold = f1_threshold(arrays["valid"][2], valid_p)
+        trained = train_network(data, hp, training.seed, device, config.shuffle_labels, log_epoch)
+        result, threshold = trained.fit, trained.decision_threshold
         summary = {
             "best_epoch": result.best_epoch,
             "best_val_auc": result.best["val_auc"],
@@ -123,7 +110,7 @@ def flight_delay_model(
             "decision_threshold": threshold,
         }
         mlflow_api.log_metrics(summary)
-        bundle = ModelBundle(model=result.model.cpu(), preprocessor=prep, hyperparameters=hp)
+        bundle = trained.bundle()
         folder = bundle.save(training.scratch("bundles", run.info.run_id))
         example = model_input_frame(data.split.valid.head(5), data.categorical, data.numeric)
         info = log_pytorch_model(folder, example, bundle.predict(example))
@@ -139,7 +126,6 @@ def flight_delay_model(
         **summary,
     }
     written = write_training_record(lake, MODEL, record, context)
-    del train, valid
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return dg.MaterializeResult(

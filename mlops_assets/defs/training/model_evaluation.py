@@ -10,8 +10,14 @@ from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.resources.training_plan import TrainingPlan
 from mlops_assets.training.chain import CHAIN, GROUP, OWNERS, markdown_table
-from mlops_assets.training.data import load_training_data, model_input_frame
-from mlops_assets.training.evaluation import LEAKAGE_CEILING, calibration_plot, score_models
+from mlops_assets.training.data import load_training_data
+from mlops_assets.training.evaluation import (
+    EVALUATION_ARTIFACTS,
+    LEAKAGE_CEILING,
+    calibration_plot,
+    holdout_inputs,
+    score_models,
+)
 from mlops_assets.training.records import consumed, write_training_record
 
 PLAUSIBLE = "plausible_holdout_metrics"
@@ -42,8 +48,8 @@ class EvaluationConfig(dg.Config):
     description=(
         "The new model, the current champion and both baselines on the same temporal holdout (the last "
         "days of the window, never seen in training or tuning): ROC-AUC, PR-AUC, log loss, Brier score, "
-        "expected calibration error, a calibration plot and per-carrier metrics, logged to the new model's "
-        "MLflow run. A blocking check stops registration when the figures are implausible."
+        "expected calibration error, a calibration plot and per-carrier and per-origin metrics, logged to "
+        "the new model's MLflow run. A blocking check stops registration when the figures are implausible."
     ),
 )
 def model_evaluation(
@@ -68,30 +74,39 @@ def model_evaluation(
     require_same(EVALUATION, resolved, {MODEL: model_on, BASELINES: baselines_on})
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     holdout = data.split.holdout
-    inputs = model_input_frame(holdout, data.categorical, data.numeric)
-    labels = holdout[LABEL].astype(int).to_numpy()
+    inputs, labels = holdout_inputs(data)
     scores = score_models(mlflow, inputs, model_record.body, baselines_record.body)
     metrics = {name: classification_metrics(labels, p) for name, (p, _) in scores.items()}
     comparison = pd.DataFrame([{"model": name, **m} for name, m in metrics.items()])
-    by_carrier = pd.concat(
-        [
-            metrics_by_group(holdout.assign(p=p), "carrier", LABEL, "p").assign(model=name)
-            for name, (p, _) in scores.items()
-        ],
-        ignore_index=True,
-    )
+    by_group = {
+        group: pd.concat(
+            [
+                metrics_by_group(holdout.assign(p=p), group, LABEL, "p").assign(model=name)
+                for name, (p, _) in scores.items()
+            ],
+            ignore_index=True,
+        )
+        for group in ("carrier", "origin")
+    }
+    by_carrier = by_group["carrier"]
+    curves = {name: calibration_table(labels, p) for name, (p, _) in scores.items()}
     folder = training.scratch("evaluation", context.run.run_id)
     plot = folder / "calibration.png"
-    calibration_plot({name: calibration_table(labels, p) for name, (p, _) in scores.items()}, plot)
-    comparison.to_csv(folder / "holdout_comparison.csv", index=False)
-    by_carrier.to_csv(folder / "holdout_by_carrier.csv", index=False)
+    calibration_plot(curves, plot)
+    # The tables behind the figures, as data: the model card draws its calibration plot from them.
+    files = [plot, folder / "holdout_comparison.csv", folder / "holdout_calibration.csv"]
+    comparison.to_csv(files[1], index=False)
+    pd.concat([t.assign(model=name) for name, t in curves.items()]).to_csv(files[2], index=False)
+    for group, table in by_group.items():
+        files.append(folder / f"holdout_by_{group}.csv")
+        table.to_csv(files[-1], index=False)
 
     model = scores["candidate"][1]
     mlflow.activate()
     with mlflow_api.start_run(run_id=model["run_id"]):
         mlflow_api.log_metrics({f"holdout_{k}": v for k, v in metrics["candidate"].items()})
-        for file in (plot, folder / "holdout_comparison.csv", folder / "holdout_by_carrier.csv"):
-            mlflow_api.log_artifact(str(file), artifact_path="evaluation")
+        for file in files:
+            mlflow_api.log_artifact(str(file), artifact_path=EVALUATION_ARTIFACTS)
     client = mlflow.client()
     for kind, (_, entry) in scores.items():
         if kind not in ("candidate", "champion"):

@@ -8,6 +8,7 @@ from mlops_assets.lib.lineage import pinned_in_run, require_same
 from mlops_assets.lib.records import consumed_metadata, written_metadata
 from mlops_assets.resources.storage import ObjectStore
 from mlops_assets.resources.tracking import MlflowResource
+from mlops_assets.training.card import window_partitions
 from mlops_assets.training.chain import CHAIN, GROUP, OWNERS, dagster_tags
 from mlops_assets.training.records import consumed, write_training_record
 
@@ -21,6 +22,21 @@ class RegistryConfig(dg.Config):
         default="logistic_regression", description="The baseline the first model must beat (no champion yet)."
     )
     floor_margin: float = Field(default=0.0, description="ROC-AUC the first model must add to the floor.")
+
+
+def write_card(context: dg.AssetExecutionContext, client, name: str, version: str) -> dg.MetadataValue:
+    """The version's model card, logged to its run; the link for the materialization's metadata.
+
+    The version is registered and its aliases moved by then, so a card that cannot be written fails
+    nothing: the step warns, and `mlops model card --version N` builds the card from the registry."""
+    from mlops_assets.training.card import log_card
+
+    try:
+        uri = log_card(client, name, version)
+    except Exception as error:  # the registry changes above stand; say why the card is missing
+        context.log.warning(f"no model card for version {version}: {error!r}")
+        return dg.MetadataValue.text(f"not written ({type(error).__name__}); see the step's log")
+    return dg.MetadataValue.url(uri)
 
 
 @dg.asset(
@@ -41,7 +57,8 @@ class RegistryConfig(dg.Config):
         "Registers the new model as a version of `flight_delay` in the MLflow Model Registry and gives it "
         "the `challenger` alias. `champion` moves to it only when the gate passes: ROC-AUC on the holdout "
         "above the champion's by a margin and calibration (ECE) not worse; the first model must beat the "
-        "floor baseline. Every alias move is recorded (`alias_history`). `mlops model promote|rollback` "
+        "floor baseline. Every alias move is recorded (`alias_history`). Every version gets a model card "
+        "(`model_card` below, also `mlops model card --version N`). `mlops model promote|rollback` "
         "are the manual levers."
     ),
 )
@@ -79,7 +96,10 @@ def registered_model(
         "training_set.sha256": resolved.identity.sha256,
         "training_window": "..".join(resolved.identity.window),
         "feature_service": resolved.identity.feature_service,
+        "training_set.partitions": window_partitions("..".join(resolved.identity.window)),
         "holdout": evaluation["holdout"],
+        # The rules the gate applies below, as they were at registration: the model card quotes them.
+        "gate.rules": config.model_dump_json(),
         **{f"holdout_{k}": f"{v:.6f}" for k, v in candidate.items()},
     }
     champion_before = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
@@ -116,6 +136,8 @@ def registered_model(
     client.set_model_version_tag(
         mlflow.model_name, version, "gate_reasons", "; ".join(decision.reasons) or "-"
     )
+    client.set_model_version_tag(mlflow.model_name, version, "gate.compared_with", decision.compared_with)
+    client.set_model_version_tag(mlflow.model_name, version, "gate.champion_version", str(champion_before))
     if decision.passed:
         registry.promote(
             client,
@@ -128,6 +150,7 @@ def registered_model(
     else:
         context.log.warning(f"version {version} stays challenger: {'; '.join(decision.reasons)}")
     champion = registry.alias_version(client, mlflow.model_name, registry.CHAMPION)
+    card = write_card(context, client, mlflow.model_name, version)
     record = {
         "model_name": mlflow.model_name,
         "version": version,
@@ -151,6 +174,8 @@ def registered_model(
             "candidate/roc_auc": dg.MetadataValue.float(round(candidate["roc_auc"], 4)),
             "alias_history": dg.MetadataValue.json(registry.history(client, mlflow.model_name)[-5:]),
             "load_with": f'mlflow.pyfunc.load_model("models:/{mlflow.model_name}@champion")',
+            "model_card": card,
+            "model_card_command": f"mlops model card --version {version}",
             **resolved.metadata(),
             **written_metadata(written),
             **consumed_metadata([evaluation_record, model_record]),
