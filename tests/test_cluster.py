@@ -137,44 +137,59 @@ def spark_cluster(tmp_path_factory):
             stop(daemon, folder)
 
 
-def materialize_features(home: Path, spark_resource) -> dg.MaterializeResult:
+def materialize_features_in_process(home: Path) -> None:
     from mlops_assets.defs.features.assets import build_feature_assets
     from mlops_assets.lib.calendar import partition_range_tags
     from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.spark import SparkResource
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.warehouse import DuckDBWarehouse
-    from tests.conftest import build_real_warehouse
 
-    build_real_warehouse(home, REAL_DAYS)
     result = dg.materialize(
         build_feature_assets(load_settings({"MLOPS_HOME": str(home)})),
         resources={
-            "spark": spark_resource,
+            "spark": SparkResource(master="local[2]"),
             "lake": LocalObjectStore(root=str(home / "lake")),
             "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
         },
         tags=partition_range_tags(*REAL_DAYS),
     )
     assert result.success
-    return result
+
+
+def materialize_features_through_the_cli(home: Path, connect_url: str) -> subprocess.CompletedProcess:
+    """As a user would: `dagster asset materialize` with MLOPS_SPARK_REMOTE set. (A process holds either
+    an embedded session or a Connect one, and this test process may hold an embedded one already.)"""
+    import os
+
+    from mlops_assets.demo import materialize_command
+
+    (home / "dagster_home").mkdir()
+    env = {**os.environ, "MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
+           "MLOPS_SPARK_REMOTE": connect_url, "MLOPS_PROFILE": "local"}  # fmt: skip
+    command = materialize_command("features/flight_features", "--partition-range", "...".join(REAL_DAYS))
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_features_through_spark_connect_equal_the_embedded_sessions(spark_cluster, tmp_path):
     from mlops_assets.features.flight_features import ALL_TABLES
-    from mlops_assets.resources.spark import SparkResource
+    from tests.conftest import build_real_warehouse
 
     spec, _ = spark_cluster
-
-    remote = materialize_features(tmp_path / "remote", SparkResource(remote=spec.connect_url))
-    materialize_features(tmp_path / "embedded", SparkResource(master="local[2]"))
-    events = remote.get_asset_materialization_events()
-    assert {e.materialization.metadata["spark"].value for e in events} == {
-        f"Spark Connect {spec.connect_url}"
-    }
+    homes = (tmp_path / "remote", tmp_path / "embedded")
+    for home in homes:
+        build_real_warehouse(home, REAL_DAYS)
+    done = materialize_features_through_the_cli(homes[0], spec.connect_url)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The step's metadata names the engine it ran on.
+    with dg.DagsterInstance.from_config(str(homes[0] / "dagster_home")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["features", "flight_features"]))
+    assert event is not None and event.asset_materialization is not None
+    assert event.asset_materialization.metadata["spark"].value == f"Spark Connect {spec.connect_url}"
+    materialize_features_in_process(homes[1])
     days = [str(dt.date(2013, 1, d)) for d in (1, 2, 3)]
     for table in ALL_TABLES:
         for day in days:
-            homes = (tmp_path / "remote", tmp_path / "embedded")
             files = [home / "lake" / "features" / table / f"{day}.parquet" for home in homes]
             remote_frame, embedded_frame = (pq.read_table(f).to_pandas() for f in files)
             key = list(remote_frame.columns[:2])

@@ -170,11 +170,35 @@ def connect_application_running(spec: SparkClusterSpec) -> bool:
 
 
 def check_query(spec: SparkClusterSpec) -> int:
-    """Runs a query through the Connect server on the cluster's executors; returns its answer (45)."""
+    """Runs a query through the Connect server on the cluster's executors; returns its answer (45).
+
+    In a child process: a Connect session switches pyspark's functions to Connect mode for the whole
+    process (SPARK_CONNECT_MODE_ENABLED), which an embedded session in the caller would not survive."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.cluster.spark", spec.connect_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"a query through {spec.connect_url} failed:\n{done.stderr[-2000:]}")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def _sum_through(url: str) -> int:
     from mlops_assets.resources.spark import SparkResource
 
-    session = SparkResource(remote=spec.connect_url).get_session()
+    session = SparkResource(remote=url).get_session()
     try:
         return int(session.range(10).selectExpr("sum(id) AS s").collect()[0]["s"])
     finally:
         session.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(_sum_through(sys.argv[1]))

@@ -64,17 +64,14 @@ class SparkResource(dg.ConfigurableResource):
         return self._session
 
     def _build(self):
+        from pyspark.sql import SparkSession
+
         conf = {**BASE_CONF, "spark.sql.shuffle.partitions": str(self.shuffle_partitions), **self.conf}
+        builder = SparkSession.builder.appName(self.app_name)
         if self.remote:
-            # Connect's own builder: pyspark.sql's refuses a remote session in a process that already
-            # holds an embedded one (SESSION_ALREADY_EXIST), as a test process or notebook may.
-            from pyspark.sql.connect.session import SparkSession as ConnectSession
-
-            builder = ConnectSession.builder.remote(self.remote).appName(self.app_name)
+            builder = builder.remote(self.remote)
         else:
-            from pyspark.sql import SparkSession
-
-            builder = SparkSession.builder.appName(self.app_name).master(self.master)
+            builder = builder.master(self.master)
             conf = {**LOCAL_CONF, **conf}
             if self.driver_memory:
                 conf["spark.driver.memory"] = self.driver_memory
