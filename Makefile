@@ -41,9 +41,27 @@ LOGS := $(MLOPS_HOME)/logs
 # `alive NAME`: the process of RUN_DIR/NAME.pid still runs.
 alive = pid=$$(cat "$(RUN_DIR)/$(1).pid" 2>/dev/null) && [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null
 
+# Under `make ui` / `make year` the features step reaches a long-lived Spark Connect server (a Spark
+# standalone cluster of this machine, `mlops cluster up --only spark`) instead of starting a JVM in every
+# run: a landed day no longer pays ~11 s of JVM start. SPARK=embedded keeps the in-process session; an
+# MLOPS_SPARK_REMOTE of your own (a real cluster) is used as it is. `make stop` stops the local cluster.
+SPARK ?= connect
+LOCAL_CONNECT := sc://127.0.0.1:15002
+ifneq ($(MLOPS_SPARK_REMOTE),)
+spark_up := true
+spark_env :=
+else ifeq ($(SPARK),connect)
+spark_up := $(BIN)/mlops cluster up --only spark
+spark_env := MLOPS_SPARK_REMOTE=$(LOCAL_CONNECT)
+else
+spark_up := true
+spark_env :=
+endif
+
 ui: setup
 	@mkdir -p "$(RUN_DIR)"
-	echo $$$$ > "$(RUN_DIR)/dagster-dev.pid"; exec $(BIN)/dagster dev -w workspace.yaml
+	$(spark_up)
+	echo $$$$ > "$(RUN_DIR)/dagster-dev.pid"; $(spark_env) exec $(BIN)/dagster dev -w workspace.yaml
 
 # The rest of 2013 into the landing zone, with the UI and daemon running in the background: sensors,
 # automation and retraining take it from there. By default thirty days at a time, each once the graph has
@@ -56,8 +74,9 @@ ui: setup
 PACE ?= --days-per-step 30 --when-idle 75
 year: setup
 	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
+	@$(spark_up)
 	@if $(call alive,dagster-dev); then echo "dagster dev already runs (pid $$pid)"; else \
-		set -m; nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & \
+		set -m; $(spark_env) nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & \
 		echo $$! > "$(RUN_DIR)/dagster-dev.pid"; \
 		echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log"; fi
 	@if $(call alive,replay); then echo "a replay already runs (pid $$pid)"; else \
@@ -75,6 +94,7 @@ stop:
 		fi; \
 		rm -f "$(RUN_DIR)/$$name.pid"; \
 	done
+	@if ls "$(MLOPS_HOME)"/cluster/run/*.pid >/dev/null 2>&1; then $(BIN)/mlops cluster down; fi
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
