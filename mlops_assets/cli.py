@@ -15,7 +15,8 @@ mlops model rollback                                give champion back to the pr
 mlops model card --version N [--html PATH]          version N's model card (Markdown, or HTML into PATH)
 mlops model reproduce --version N                   rebuild N's training set, retrain, compare holdout metrics
 mlops serve [--port 8000] [--online-store redis]    the online prediction service (FastAPI, 127.0.0.1)
-mlops cluster up|down|status [--only spark|ray]     a Spark cluster behind Spark Connect, a 2-node Ray cluster
+mlops cluster up|down|status [--only spark|ray|celery]
+                                                    Spark behind Spark Connect, 2 Ray nodes, Celery workers
 """
 
 from __future__ import annotations

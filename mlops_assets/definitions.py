@@ -29,12 +29,24 @@ def build_definitions(profile: str | None = None) -> dg.Definitions:
         dg.Definitions(
             resources=build_resources(settings),
             sensors=[build_automation_sensor()],
-            # Locally, the steps of a run share one process and its imports (dbt, Spark, Feast, MLflow,
-            # Evidently: 30 s and more if each step paid them again); production keeps one process per
-            # step, which its run launcher spreads out.
-            executor=dg.in_process_executor if settings.profile == "local" else None,
+            executor=run_executor(settings.profile),
         ),
     )
+
+
+def run_executor(profile: str) -> dg.ExecutorDefinition | None:
+    """Where a run's steps execute. With MLOPS_CELERY_BROKER, on dagster-celery's workers (either
+    profile; mlops_assets/cluster/celery_workers.py). Otherwise, locally, in the run's own process,
+    sharing its imports (dbt, Spark, Feast, MLflow, Evidently: 30 s and more if each step paid them
+    again); production keeps Dagster's default, one process per step."""
+    from mlops_assets.cluster.celery_workers import CELERY_BROKER_ENV, broker_from_env
+
+    if broker_from_env():
+        from dagster_celery import celery_executor
+
+        # The URL is read from the environment where the run executes; it never shows in run config.
+        return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV}, "backend": "rpc://"})
+    return dg.in_process_executor if profile == "local" else None
 
 
 @dg.definitions

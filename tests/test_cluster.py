@@ -278,3 +278,93 @@ def test_tuning_on_the_ray_cluster_uses_both_nodes_and_equals_the_local_run(ray_
 
     assert by_config(clustered) == by_config(local)  # trial for trial, to the last bit (CPU, 1 thread)
     assert clustered.best == local.best
+
+
+# ---- Dagster steps on Celery workers (RabbitMQ as broker) ---------------------------------------------
+
+CELERY_DAYS = ("2013-01-01", "2013-01-02")
+DAILY = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights,features/flight_features"
+
+
+def daily_home(home: Path) -> dict[str, str]:
+    """The two days landed, the reference tables ingested and modelled: what the daily run needs."""
+    from mlops_assets.replay import replay
+    from mlops_assets.resources.storage import LocalObjectStore
+    from tests.conftest import materialize_raw
+    from tests.test_dbt import REFERENCE_MODELS, run_dbt, transform_definitions
+
+    landing, lake = LocalObjectStore(root=str(home / "landing")), LocalObjectStore(root=str(home / "lake"))
+    replay(landing, *(dt.date.fromisoformat(d) for d in CELERY_DAYS))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
+        materialize_raw(landing, lake, ["raw/airlines", "raw/airports", "raw/planes"])
+        assert run_dbt(transform_definitions(), REFERENCE_MODELS).success
+    (home / "dagster_home").mkdir()
+    return {"MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), "MLOPS_PROFILE": "local"}
+
+
+def run_daily(env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+
+    from mlops_assets.demo import materialize_command
+
+    command = materialize_command(DAILY, "--partition-range", "...".join(CELERY_DAYS))
+    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def celery_home(tmp_path_factory):
+    """A home whose daily run executed on two Celery workers started by `mlops cluster up`."""
+    import os
+
+    from tests.services import require_service
+
+    require_service("rabbitmq")
+    home = tmp_path_factory.mktemp("celery_home")
+    env = {**daily_home(home), "MLOPS_CELERY_BROKER": "pyamqp://guest:guest@127.0.0.1:5672//"}
+    cluster = [sys.executable, "-m", "mlops_assets.cli", "cluster"]
+    up = subprocess.run([*cluster, "up", "--only", "celery"], env={**os.environ, **env}, capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        done = run_daily(env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        yield home, done
+    finally:
+        subprocess.run([*cluster, "down", "--only", "celery"], env={**os.environ, **env}, timeout=120)
+
+
+def test_the_daily_runs_steps_execute_on_the_celery_workers(celery_home):
+    home, done = celery_home
+    steps = {"raw__flights", "raw__weather", "dbt_daily_models", "features__flight_features"}
+    for step in steps:
+        assert f'Submitting celery task for step "{step}" to queue "dagster"' in done.stdout + done.stderr
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        run = instance.get_runs(limit=1)[0]
+        on_workers = [
+            e.message for e in instance.all_logs(run.run_id) if "in celery worker" in (e.message or "")
+        ]
+        stats = {s.step_key: s.status.value for s in instance.get_run_step_stats(run.run_id)}
+    assert {m.split("Executing steps ", 1)[1].split(" in celery worker")[0] for m in on_workers} >= steps
+    assert stats and set(stats.values()) == {"SUCCESS"}
+    logs = [ClusterDir(home / "cluster").log_file(f"celery-worker-{i}").read_text() for i in (1, 2)]
+    assert all("succeeded" in log for log in logs), "both workers executed steps"
+
+
+def test_the_celery_runs_outputs_equal_the_in_process_runs(celery_home, tmp_path):
+    from mlops_assets.features.flight_features import ALL_TABLES
+
+    home, _ = celery_home
+    local = tmp_path / "local"
+    done = run_daily(daily_home(local))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tables = [f"raw/{t}" for t in ("flights", "weather")] + [f"features/{t}" for t in ALL_TABLES]
+    for table in tables:
+        for day in CELERY_DAYS:
+            a, b = (pq.read_table(h / "lake" / table / f"{day}.parquet").to_pandas() for h in (home, local))
+            assert len(a) > 0, (table, day)
+            key = list(a.columns[:3])
+            pd.testing.assert_frame_equal(
+                a.sort_values(key, ignore_index=True), b.sort_values(key, ignore_index=True), check_exact=True
+            )

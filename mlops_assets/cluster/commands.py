@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from mlops_assets.cluster import ray_nodes, spark
+from mlops_assets.cluster import celery_workers, ray_nodes, spark
 from mlops_assets.cluster.daemons import (
     ClusterDir,
     Daemon,
@@ -18,7 +18,7 @@ from mlops_assets.cluster.daemons import (
     wait_until,
 )
 
-ENGINES = ("spark", "ray")
+ENGINES = ("spark", "ray", "celery")
 START_TIMEOUT_S = 120.0
 
 
@@ -31,6 +31,8 @@ def cluster_dir() -> ClusterDir:
 def engine_daemons(engine: str, folder: ClusterDir) -> list[Daemon]:
     if engine == "spark":
         return spark.daemons(spark.SparkClusterSpec(), folder)
+    if engine == "celery":
+        return celery_workers.daemons(celery_workers.CeleryWorkersSpec(), folder)
     return ray_nodes.daemons(ray_nodes.RayClusterSpec(), folder)
 
 
@@ -41,7 +43,7 @@ def _start_all(daemons: list[Daemon], folder: ClusterDir, ready: dict[str, Calla
         pid, started = start(daemon, folder)
         print(f"  {daemon.name}: {'started' if started else 'running'} (pid {pid})", flush=True)
         wait_until(
-            ready.get(daemon.name, lambda d=daemon: port_open(d.port)),
+            ready.get(daemon.name, lambda d=daemon: d.port is not None and port_open(d.port)),
             lambda pid=pid: process_alive(pid),
             START_TIMEOUT_S,
             daemon.name,
@@ -74,13 +76,34 @@ def up_ray(folder: ClusterDir, spec: ray_nodes.RayClusterSpec | None = None) -> 
     print(f"  export MLOPS_RAY_ADDRESS={spec.address}")
 
 
+def up_celery(folder: ClusterDir, spec: celery_workers.CeleryWorkersSpec | None = None) -> None:
+    spec = spec or celery_workers.CeleryWorkersSpec()
+    daemons = celery_workers.daemons(spec, folder)
+    # A log keeps earlier starts' lines: only a `ready.` written after this start counts.
+    offsets = {d.name: _size(folder.log_file(d.name)) for d in daemons}
+    ready = {
+        d.name: (lambda name=d.name: celery_workers.worker_ready(folder, name, offsets[name]))
+        for d in daemons
+    }
+    _start_all(daemons, folder, ready)
+    print(f"celery: {len(daemons)} workers on queue {celery_workers.QUEUE} of {spec.broker}")
+    print(f"  export {celery_workers.CELERY_BROKER_ENV}={spec.broker}")
+
+
+def _size(path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+UP = {"spark": up_spark, "ray": up_ray, "celery": up_celery}
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     folder = cluster_dir()
     engines = [args.only] if args.only else list(ENGINES)
     if args.action == "up":
         for engine in engines:
             try:
-                (up_spark if engine == "spark" else up_ray)(folder)
+                UP[engine](folder)
             except RuntimeError as error:
                 print(f"{engine}: {error}")
                 return 1
@@ -99,11 +122,12 @@ def print_status(folder: ClusterDir, engines: list[str]) -> int:
     for engine in engines:
         for daemon in engine_daemons(engine, folder):
             pid = running_pid(daemon, folder)
-            listening = port_open(daemon.port)
+            listening = daemon.port is None or port_open(daemon.port)
             state = "up" if pid and listening else "starting" if pid else "down"
             all_up &= state == "up"
             log = folder.log_file(daemon.name)
-            print(f"{daemon.name:14} {state:8} pid {pid or '-':<8} port {daemon.port:<6} log {log}")
+            port = daemon.port or "-"
+            print(f"{daemon.name:14} {state:8} pid {pid or '-':<8} port {port:<6} log {log}")
     return 0 if all_up else 3
 
 
@@ -112,5 +136,5 @@ def add_cluster_command(commands) -> None:
         "cluster", help="the local Spark cluster + Spark Connect server and the 2-node Ray cluster"
     )
     cluster.add_argument("action", choices=["up", "down", "status"])
-    cluster.add_argument("--only", choices=ENGINES, help="one engine (default: both)")
+    cluster.add_argument("--only", choices=ENGINES, help="one engine (default: all three)")
     cluster.set_defaults(handler=cmd_cluster)

@@ -26,8 +26,9 @@ class Daemon:
 
     name: str
     command: Sequence[str]
-    # Ready once this TCP port on 127.0.0.1 accepts a connection.
-    port: int
+    # Ready once this TCP port on 127.0.0.1 accepts a connection (None: a process that listens on
+    # nothing, such as a Celery worker, whose readiness the caller checks its own way).
+    port: int | None
     # A string found in the process's command line: a reused PID does not hold it.
     marker: str
     env: dict[str, str] = field(default_factory=dict)
@@ -84,7 +85,7 @@ def start(daemon: Daemon, folder: ClusterDir) -> tuple[int, bool]:
     pid = running_pid(daemon, folder)
     if pid is not None:
         return pid, False
-    if port_open(daemon.port):
+    if daemon.port is not None and port_open(daemon.port):
         raise RuntimeError(
             f"{daemon.name}: port {daemon.port} on 127.0.0.1 is taken by a process this home did not start"
         )
