@@ -160,6 +160,13 @@ def test_dockerfile_builds_the_code_location_image() -> None:
     (cmd,) = values["CMD"]
     assert json.loads(cmd) == CODE_SERVER_COMMAND
     assert "ENTRYPOINT" not in values  # the chart and `mlops serve` replace the command, not an entrypoint
+    # DAGSTER_HOME and MLOPS_HOME of the image are the ones the chart and the compose file use.
+    env = dict(re.findall(r"([A-Z_]+)=(\S+)", " ".join(values["ENV"])))
+    assert env["DAGSTER_HOME"] == load_yaml(HELM_VALUES)["global"]["dagsterHome"]
+    code_env = environment_of(load_yaml(COMPOSE)["services"]["code"])
+    assert (code_env["DAGSTER_HOME"], code_env["MLOPS_HOME"]) == (env["DAGSTER_HOME"], env["MLOPS_HOME"])
+    helm_env = {item["name"]: item.get("value") for item in user_deployment(load_yaml(HELM_VALUES))["env"]}
+    assert helm_env["MLOPS_HOME"] == env["MLOPS_HOME"]
 
 
 def test_dockerignore_keeps_local_state_out_and_the_sources_in() -> None:
@@ -362,7 +369,9 @@ def test_compose_sets_every_setting_for_the_dagster_services() -> None:
     env = environment_of(compose["services"]["code"])
     assert env["MLOPS_PROFILE"] == "production"
     assert env["MLOPS_SPARK_REMOTE"] == "sc://spark-connect:15002"
-    assert env["MLOPS_RAY_ADDRESS"].split(":")[0] == "ray-head"
+    assert env["MLOPS_RAY_ADDRESS"] == "ray://ray-head:10001"  # Ray Client: the container is no Ray node
+    ray_head = " ".join(compose["services"]["ray-head"]["command"])
+    assert "--head" in ray_head and "--ray-client-server-port 10001" in ray_head
 
 
 def test_compose_setting_check_does_find_a_missing_setting() -> None:
