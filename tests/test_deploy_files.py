@@ -117,6 +117,7 @@ def hadolint(path: Path) -> list[dict[str, Any]]:
         text=True,
         timeout=60,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(path.parent)},
+        cwd=path.parent,  # hadolint also reads a .hadolint.yaml of the working directory: none there
     )
     return json.loads(result.stdout or "[]")
 
@@ -177,12 +178,26 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in() -> None:
     ]
 
     def ignored(path: str) -> bool:
+        """Docker's rule for these patterns: relative to the context's root, one `*` within one folder
+        name, a folder's pattern covering what is inside it, `**/` for any number of folders."""
         parts = path.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(prefix, pattern) for pattern in patterns for prefix in prefixes)
+        for pattern in patterns:
+            if pattern.startswith("**/"):
+                tail = pattern.removeprefix("**/")
+                depth = tail.count("/") + 1
+                windows = ["/".join(parts[i : i + depth]) for i in range(len(parts) - depth + 1)]
+                if any(fnmatch.fnmatchcase(window, tail) for window in windows):
+                    return True
+            else:
+                depth = pattern.count("/") + 1
+                if len(parts) >= depth and fnmatch.fnmatchcase("/".join(parts[:depth]), pattern):
+                    return True
+        return False
 
-    for local in (".venv", "data", "dbt/target", "dbt/target/manifest.json", ".git", "dbt/logs"):
+    for local in (".venv", "data", "dbt/target", "dbt/target/manifest.json", ".git", "dbt/logs", ".env"):
         assert ignored(local), local
+    # The compose stack's secrets file (docker-compose.yaml reads deploy/compose/.env) stays out of images.
+    assert ignored("deploy/compose/.env")
     # What the Dockerfile copies and uses while building.
     needed = ["pyproject.toml", "README.md", "mlops_assets/definitions.py", "dbt/dbt_project.yml"]
     needed += ["dbt/profiles.yml", "feature_repo/repo.py", "deploy/production/dagster.yaml"]
