@@ -72,7 +72,10 @@ def settings_read_by_code() -> set[str]:
     variable of docs/production.md's settings table (which adds MLFLOW_TRACKING_URI and AWS_*)."""
     names: set[str] = set()
     sources = [*(ROOT / "mlops_assets").rglob("*.py"), *(ROOT / "feature_repo").rglob("*.py")]
-    sources += [*(ROOT / "dbt").rglob("*.yml"), *(ROOT / "dbt").rglob("*.sql"), PRODUCTION_INSTANCE]
+    # The dbt project's own files, not dbt's build output (dbt/target holds folders named like files).
+    dbt_files = [*(ROOT / "dbt").rglob("*.yml"), *(ROOT / "dbt").rglob("*.sql")]
+    target = ROOT / "dbt" / "target"
+    sources += [f for f in dbt_files if f.is_file() and target not in f.parents] + [PRODUCTION_INSTANCE]
     for path in sources:
         names |= set(SETTING_NAME.findall(path.read_text()))
     return names | documented_settings()
