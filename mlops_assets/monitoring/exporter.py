@@ -280,7 +280,7 @@ def check_family(instance) -> Metric:
         "Asset checks whose latest evaluation failed, by asset (0 for an asset whose checks all passed).",
         labels=["asset"],
     )
-    by_asset: dict[str, int] = {}
+    by_asset: dict[str, int] = dict.fromkeys(DAILY_ASSETS, 0)  # a series before any check ran too
     for (asset, _), passed in latest.items():
         by_asset[asset] = by_asset.get(asset, 0) + (not passed)
     for asset, count in sorted(by_asset.items()):
