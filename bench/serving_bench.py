@@ -6,6 +6,8 @@
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --stages   # each stage's median time
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --compare "--switch-interval 0.005;"
                                                       # variants of `mlops serve` options, side by side
+    .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --compare ";--no-metrics"
+                                                      # what /metrics costs (scraped every --scrape-s)
 
 The home needs a champion in its MLflow registry and its features in the lake (`mlops demo` makes one).
 1. Redis: the home's feature window is materialized into the Redis online store (skipped when a probe
@@ -407,7 +409,11 @@ def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
         for _ in range(args.repeats):
             for variant, service in zip(variants, services, strict=True):
                 args.service_pid = service.process.pid
-                runs[variant].append(phase(service.url, "/predict", bodies, args.rate, args.steady_s, args))
+                # A variant that serves /metrics is scraped as Prometheus would, while it is measured.
+                scraping = Scraper(service.url, args.scrape_s if "--no-metrics" not in variant else 0)
+                with scraping:
+                    result = phase(service.url, "/predict", bodies, args.rate, args.steady_s, args)
+                runs[variant].append({**result, "scrapes": scraping.scrapes})
     finally:
         for service in services:
             service.stop()
@@ -430,6 +436,35 @@ def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
         ratio = table[other]["p99_ms"] / table[first]["p99_ms"]
         print(f"p99 of {other} / {first}: {ratio:.2f}")
     return table
+
+
+class Scraper:
+    """GET /metrics every `every_s` seconds in a thread while a phase runs (0: not at all)."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        import threading
+
+        self.url, self.every_s, self.scrapes = url, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        if self.every_s > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self._stop.wait(self.every_s):
+                if http.get("/metrics").status_code == 200:
+                    self.scrapes += 1
 
 
 # ---- profile -------------------------------------------------------------------------------------------
@@ -597,6 +632,13 @@ def main() -> None:
         help='";"-separated variants of `mlops serve` options to compare at --rate instead (e.g. '
         '"--switch-interval 0.005;" compares that with the defaults; "floor" is bench/floor_app.py; '
         '"@<dir> [options]" serves from another checkout, e.g. a git worktree of an earlier commit)',
+    )
+    parser.add_argument(
+        "--scrape-s",
+        type=float,
+        default=15.0,
+        help="with --compare: GET /metrics this often from variants that serve it (Prometheus's default "
+        "interval; 0: never)",
     )
     args = parser.parse_args()
     if args.smoke:
