@@ -80,6 +80,18 @@ def test_promtool_accepts_the_config_and_the_rules():
         assert "SUCCESS" in checked.stdout
 
 
+def test_the_alerts_fire_on_their_thresholds_and_not_before():
+    """promtool's rule unit tests (deploy/prometheus/alerts_test.yml): drift, quality, the daemon, a stale
+    asset and the 4xx rate, each on series just under and over its threshold."""
+    checked = subprocess.run(
+        [binary("promtool"), "test", "rules", "alerts_test.yml"],
+        cwd=PROMETHEUS_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+
+
 def test_every_alert_watches_a_recorded_signal_or_up():
     recorded = {rule["record"] for rule in rules() if "record" in rule}
     alerts = [rule for rule in rules() if "alert" in rule]
