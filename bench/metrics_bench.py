@@ -8,6 +8,8 @@
    (the default --max-age 30: what nearly every scrape is) and an uncached one (--max-age 0: every scrape
    reads the instance, the lake and the registry again, as one scrape in --max-age does).
 Each: `--scrapes` GETs one after another on one keep-alive connection; median, p90 and the body's size.
+3. the CPU time the metrics add to one request (the middleware and the scoring path's observes, in
+   process, without network or model), against the same trivial app without them.
 The machine's load average is printed beside (2 shared cores: the figures move with it).
 Writes bench/results/metrics.json.
 """
@@ -56,6 +58,47 @@ def time_scrapes(url: str, scrapes: int) -> dict:
         "scrapes": scrapes,
         "bytes": size,
     }
+
+
+def hot_path_cost(requests: int = 20_000, repeats: int = 7) -> dict:
+    """CPU time the metrics add to one request, without the network or the model: the `Instrumented`
+    middleware around a trivial ASGI app that answers 200, plus the scoring path's observes (two stages
+    and one probability), against the bare app. Medians of `repeats` loops of `requests` calls."""
+    import asyncio
+
+    from mlops_assets.serving.metrics import Instrumented, ServiceMetrics
+
+    metrics = ServiceMetrics()
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    body = {"type": "http.response.body", "body": b"{}"}
+
+    async def app(scope, receive, send) -> None:
+        await send(start)
+        await send(body)
+
+    async def scored(scope, receive, send) -> None:  # what PredictionService.score adds
+        metrics.online_read.observe(0.0004)
+        metrics.model.observe(0.0002)
+        metrics.observe_probabilities((0.3,))
+        await app(scope, receive, send)
+
+    async def sink(message) -> None:
+        return None
+
+    scope = {"type": "http", "path": "/predict", "method": "POST"}
+
+    async def loop(target) -> float:
+        started = time.perf_counter()
+        for _ in range(requests):
+            await target(scope, None, sink)
+        return (time.perf_counter() - started) / requests
+
+    def median_us(target) -> float:
+        return statistics.median(asyncio.run(loop(target)) for _ in range(repeats)) * 1e6
+
+    bare = median_us(app)
+    instrumented = median_us(Instrumented(scored, metrics))
+    return {"bare_us": bare, "with_metrics_us": instrumented, "added_us": instrumented - bare}
 
 
 def exporter(home: Path, port: int, max_age: float) -> subprocess.Popen:
@@ -111,6 +154,8 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict = {"home": str(home), "load_average_before": load_before}
 
+    results["hot_path"] = hot_path_cost()
+    log(f"hot path: metrics add {results['hot_path']['added_us']:.1f} us of CPU per request")
     window = feature_window(home)
     bodies = sample_flights(home, window, args.requests)
     ensure_redis(home, window, bodies[0], force=False)
