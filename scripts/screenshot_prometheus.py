@@ -21,7 +21,7 @@ from pathlib import Path
 DEFAULT_EXPRESSIONS = (
     "histogram_quantile(0.99, sum by (endpoint, le) (rate("
     'mlops_serving_request_duration_seconds_bucket{endpoint=~"/predict|/predict/batch"}[1m])))',
-    "sum by (endpoint, status) (rate(mlops_serving_request_duration_seconds_count[1m]))",
+    "sum by (endpoint, status) (rate(mlops_serving_request_duration_seconds_count[1m])) > 0",
     "mlops:asset_materialization_age_hours",
 )
 CHROMIUM_FLAGS = (
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
     parser.add_argument("--expr", action="append", help="a PromQL expression to graph (repeatable)")
     parser.add_argument("--range", default="15m", help="the graphs' time range (default 15m)")
-    parser.add_argument("--size", default="1400,1900", help="window width,height in pixels")
+    parser.add_argument("--size", default="1400,2300", help="window width,height in pixels")
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -24,8 +24,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def value(found: dict, name: str, **labels: str) -> float:
-    return found[(name, tuple(sorted(labels.items())))]
+def value(found: dict, metric: str, /, **labels: str) -> float:
+    return found[(metric, tuple(sorted(labels.items())))]
 
 
 @pytest.fixture(scope="module")
