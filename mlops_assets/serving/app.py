@@ -459,9 +459,10 @@ def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> Fast
     if metrics is not None:
 
         @app.get("/metrics", include_in_schema=False)
-        async def prometheus_metrics() -> Response:
-            """Prometheus's text format (serving/metrics.py); on the event loop: rendering is well under
-            a millisecond, less than a hand-off to the thread pool would cost."""
+        def prometheus_metrics() -> Response:
+            """Prometheus's text format (serving/metrics.py). In the thread pool, not on the event loop:
+            rendering takes milliseconds on 2 busy cores (docs/operations.md), and the event loop keeps
+            answering predictions meanwhile (it gets the GIL back every switch interval)."""
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
