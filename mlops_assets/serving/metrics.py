@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -61,6 +61,10 @@ class ServiceMetrics:
     process, and the process-wide default registry would refuse the second set of names)."""
 
     def __init__(self) -> None:
+        # No `_created` series (a timestamp per child, twice the lines of a scrape; Prometheus does not
+        # need them to compute rates). prometheus_client's switch is process-wide: this is the service's
+        # process, and nothing else in it reads them.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram(
             "mlops_serving_request_duration_seconds",
