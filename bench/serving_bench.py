@@ -439,32 +439,26 @@ def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
 
 
 class Scraper:
-    """GET /metrics every `every_s` seconds in a thread while a phase runs (0: not at all)."""
+    """GET /metrics every `every_s` seconds while a phase runs (0: not at all), from a process of its own
+    (curl), as Prometheus scrapes: a thread of this process would take the load generator's GIL and show
+    as the service's latency."""
 
     def __init__(self, url: str, every_s: float) -> None:
-        import threading
-
         self.url, self.every_s, self.scrapes = url, every_s, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Scraper:
         if self.every_s > 0:
-            self._thread.start()
+            scrape = f'curl -sf -o /dev/null "{self.url}/metrics" && echo ok'
+            loop = f"while sleep {self.every_s:g}; do {scrape}; done"
+            self._process = subprocess.Popen(["sh", "-c", loop], stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        import httpx
-
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            while not self._stop.wait(self.every_s):
-                if http.get("/metrics").status_code == 200:
-                    self.scrapes += 1
+        if self._process is not None:
+            self._process.terminate()
+            output, _ = self._process.communicate(timeout=30)
+            self.scrapes = output.count("ok")
 
 
 # ---- profile -------------------------------------------------------------------------------------------
