@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test ui year stop lint bench dbt-manifest clean screenshot
+.PHONY: setup demo test ui year stop lint bench dbt-manifest clean screenshot metrics
 
 # Reinstalls only when pyproject.toml changes, so a second call starts working at once.
 # torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
@@ -58,7 +58,17 @@ spark_up := true
 spark_env :=
 endif
 
-ui: setup
+# The platform's metrics exporter (`mlops metrics`, docs/operations.md#metrics) in the background, beside
+# `dagster dev` for `make ui` and `make year`; Prometheus scrapes it (deploy/prometheus/prometheus.yml).
+METRICS_PORT ?= 9400
+metrics: setup
+	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
+	@if $(call alive,metrics); then echo "mlops metrics already runs (pid $$pid)"; else \
+		set -m; nohup $(BIN)/mlops metrics --port $(METRICS_PORT) > "$(LOGS)/metrics.log" 2>&1 & \
+		echo $$! > "$(RUN_DIR)/metrics.pid"; \
+		echo "mlops metrics: http://127.0.0.1:$(METRICS_PORT)/metrics, log $(LOGS)/metrics.log"; fi
+
+ui: setup metrics
 	@mkdir -p "$(RUN_DIR)"
 	$(spark_up)
 	echo $$$$ > "$(RUN_DIR)/dagster-dev.pid"; $(spark_env) exec $(BIN)/dagster dev -w workspace.yaml
@@ -72,7 +82,7 @@ ui: setup
 # ignored, and Dagster maps SIGTERM to the SIGINT handler, so SIGTERM could not end it; with job control
 # each process also leads its own process group, which `make stop` ends whole (webserver and daemon too).
 PACE ?= --days-per-step 30 --when-idle 75
-year: setup
+year: setup metrics
 	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
 	@$(spark_up)
 	@if $(call alive,dagster-dev); then echo "dagster dev already runs (pid $$pid)"; else \
@@ -86,7 +96,7 @@ year: setup
 	@echo "replaying 2013-04-01..2013-12-31 ($(PACE)); progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
 
 stop:
-	@for name in replay dagster-dev; do \
+	@for name in replay metrics dagster-dev; do \
 		if $(call alive,$$name); then \
 			kill -TERM -- "-$$pid" 2>/dev/null || kill -TERM "$$pid"; \
 			for _ in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.2; done; \

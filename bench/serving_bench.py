@@ -6,6 +6,8 @@
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --stages   # each stage's median time
     .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --compare "--switch-interval 0.005;"
                                                       # variants of `mlops serve` options, side by side
+    .venv/bin/python bench/serving_bench.py --home /tmp/serving_home --compare ";--no-metrics"
+                                                      # what /metrics costs (scraped every --scrape-s)
 
 The home needs a champion in its MLflow registry and its features in the lake (`mlops demo` makes one).
 1. Redis: the home's feature window is materialized into the Redis online store (skipped when a probe
@@ -407,7 +409,11 @@ def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
         for _ in range(args.repeats):
             for variant, service in zip(variants, services, strict=True):
                 args.service_pid = service.process.pid
-                runs[variant].append(phase(service.url, "/predict", bodies, args.rate, args.steady_s, args))
+                # A variant that serves /metrics is scraped as Prometheus would, while it is measured.
+                scraping = Scraper(service.url, args.scrape_s if "--no-metrics" not in variant else 0)
+                with scraping:
+                    result = phase(service.url, "/predict", bodies, args.rate, args.steady_s, args)
+                runs[variant].append({**result, "scrapes": scraping.scrapes})
     finally:
         for service in services:
             service.stop()
@@ -430,6 +436,29 @@ def compare(home: Path, bodies: list[dict], variants: list[str], args) -> dict:
         ratio = table[other]["p99_ms"] / table[first]["p99_ms"]
         print(f"p99 of {other} / {first}: {ratio:.2f}")
     return table
+
+
+class Scraper:
+    """GET /metrics every `every_s` seconds while a phase runs (0: not at all), from a process of its own
+    (curl), as Prometheus scrapes: a thread of this process would take the load generator's GIL and show
+    as the service's latency."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        self.url, self.every_s, self.scrapes = url, every_s, 0
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Scraper:
+        if self.every_s > 0:
+            scrape = f'curl -sf -o /dev/null "{self.url}/metrics" && echo ok'
+            loop = f"while sleep {self.every_s:g}; do {scrape}; done"
+            self._process = subprocess.Popen(["sh", "-c", loop], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            output, _ = self._process.communicate(timeout=30)
+            self.scrapes = output.count("ok")
 
 
 # ---- profile -------------------------------------------------------------------------------------------
@@ -597,6 +626,13 @@ def main() -> None:
         help='";"-separated variants of `mlops serve` options to compare at --rate instead (e.g. '
         '"--switch-interval 0.005;" compares that with the defaults; "floor" is bench/floor_app.py; '
         '"@<dir> [options]" serves from another checkout, e.g. a git worktree of an earlier commit)',
+    )
+    parser.add_argument(
+        "--scrape-s",
+        type=float,
+        default=15.0,
+        help="with --compare: GET /metrics this often from variants that serve it (Prometheus's default "
+        "interval; 0: never)",
     )
     args = parser.parse_args()
     if args.smoke:

@@ -17,6 +17,8 @@ mlops model reproduce --version N                   rebuild N's training set, re
 mlops serve [--port 8000] [--online-store redis]    the online prediction service (FastAPI, 127.0.0.1)
 mlops cluster up|down|status [--only spark|ray|celery]
                                                     Spark behind Spark Connect, 2 Ray nodes, Celery workers
+mlops metrics [--port 9400]                         the platform's metrics for Prometheus (runs, sensors,
+                                                    daemon, asset freshness, drift, quality, champion)
 """
 
 from __future__ import annotations
@@ -332,6 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         log_flush_interval_s=args.log_flush_interval,
         switch_interval_s=args.switch_interval,
+        metrics=not args.no_metrics,
     )
     server = {"host": args.host, "port": args.port, "access_log": args.access_log, "log_level": "info"}
     if args.workers > 1:
@@ -375,7 +378,40 @@ def _add_serve_parser(commands) -> None:
         "--workers", type=int, default=1, help="server processes, each with its own model and connections"
     )
     serve.add_argument("--access-log", action="store_true", help="uvicorn's access log (off: it costs)")
+    serve.add_argument(
+        "--no-metrics", action="store_true", help="no GET /metrics (to measure what the metrics cost)"
+    )
     serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The exporter (mlops_assets/monitoring/exporter.py) until interrupted."""
+    import logging
+    import signal
+    import threading
+
+    from mlops_assets.monitoring.exporter import profile_sources, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server, _, _ = serve(profile_sources(), args.host, args.port, args.max_age)
+    print(f"mlops metrics: http://{args.host}:{args.port}/metrics (figures at most {args.max_age:g} s old)")
+    sys.stdout.flush()
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):  # `make stop` sends SIGTERM
+        signal.signal(number, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+def _add_metrics_parser(commands) -> None:
+    metrics = commands.add_parser("metrics", help="the platform's metrics for Prometheus (GET /metrics)")
+    metrics.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    metrics.add_argument("--port", type=int, default=9400)
+    metrics.add_argument(
+        "--max-age", type=float, default=30.0, help="seconds a reading is reused before the next (default 30)"
+    )
+    metrics.set_defaults(handler=cmd_metrics)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     model.set_defaults(handler=cmd_model)
     _add_serve_parser(commands)
     add_cluster_command(commands)
+    _add_metrics_parser(commands)
     args = parser.parse_args(argv)
     if getattr(args, "action", None) in ("promote", "card", "reproduce") and not args.version:
         parser.error(f"model {args.action} needs --version")

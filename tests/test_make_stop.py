@@ -1,4 +1,5 @@
-"""`make stop` ends the processes `make ui` / `make year` started (their PID files) and nothing else."""
+"""`make stop` ends the processes `make ui` / `make year` started (their PID files: dagster dev, the
+replay, the metrics exporter) and nothing else."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
     run_dir.mkdir()
     # What `make year` leaves: each process leads its own process group, its PID in a file.
     started = {
-        name: subprocess.Popen(["sleep", "60"], start_new_session=True) for name in ("replay", "dagster-dev")
+        name: subprocess.Popen(["sleep", "60"], start_new_session=True)
+        for name in ("replay", "metrics", "dagster-dev")
     }
     for name, process in started.items():
         (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
@@ -32,7 +34,11 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
     # Someone else's processes whose command lines look like ours (the old `pkill -f` ended these).
     lookalikes = [
         subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
-        for title in ("mlops replay --start 2013-04-01", "dagster dev -w workspace.yaml")
+        for title in (
+            "mlops replay --start 2013-04-01",
+            "mlops metrics --port 9400",
+            "dagster dev -w workspace.yaml",
+        )
     ]
     try:
         stop = subprocess.run(
@@ -41,7 +47,7 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
         )  # fmt: skip
         assert stop.returncode == 0, stop.stderr
         assert all(_ended(process) for process in started.values())
-        assert "stopped replay" in stop.stdout and "stopped dagster-dev" in stop.stdout
+        assert all(f"stopped {name}" in stop.stdout for name in started)
         assert not list(run_dir.glob("*.pid"))
         time.sleep(0.2)
         assert all(process.poll() is None for process in lookalikes)

@@ -1002,7 +1002,8 @@ def test_the_log_writes_a_file_per_request_day_and_keeps_rows_the_lake_refused(t
     assert second["flight_id"].tolist() == ["b", "c"] and "v1__x" not in second.columns
     assert second["v2__y"].tolist()[0] == 7 and second["v2__y"].isna().tolist() == [False, True]
     assert log.stats() | {"last_error": None} == {
-        "rows_written": 4, "rows_pending": 0, "rows_dropped": 0, "files_written": 2, "last_error": None
+        "rows_written": 4, "rows_pending": 0, "rows_dropped": 0, "files_written": 2, "flush_failures": 1,
+        "last_error": None,
     }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
     POST /predict         one flight  -> probability, decision, threshold, model version
     POST /predict/batch   {"flights": [...]} (1..max_batch) -> the same for each, scored by one model
     GET  /health          200 with the champion's version and load time; 503 while there is none
+    GET  /metrics         Prometheus metrics (serving/metrics.py; `mlops serve --no-metrics` leaves it out)
     GET  /docs, /openapi.json
 
 Status codes: 422 for anything wrong with the request (FastAPI's body, `detail: [{type, loc, msg, input}]`,
@@ -34,7 +35,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,6 +56,7 @@ from mlops_assets.serving.flights import (
     flight_loc,
     load_known_codes,
 )
+from mlops_assets.serving.metrics import NO_CHAMPION_DETAIL, STORE_DETAIL, Instrumented, ServiceMetrics
 from mlops_assets.serving.prediction_log import DAY_COLUMN, REQUESTED_AT, PredictionLog
 
 log = logging.getLogger("mlops.serving")
@@ -73,6 +75,7 @@ class ServiceConfig:
     log_flush_interval_s: float = 5.0  # prediction log -> lake
     registry_refresh_s: float = 60.0  # Feast registry re-read, off the request path
     switch_interval_s: float = 0.0005  # the interpreter's GIL switch interval while serving (see below)
+    metrics: bool = True  # GET /metrics (serving/metrics.py); off only to measure what it costs
 
 
 # ---- response models -----------------------------------------------------------------------------------
@@ -123,8 +126,11 @@ def freeze_heap() -> None:
 class PredictionService:
     """The parts a request uses: online features, the champion, the reference codes, the log."""
 
-    def __init__(self, feast, mlflow, lake, config: ServiceConfig) -> None:
+    def __init__(
+        self, feast, mlflow, lake, config: ServiceConfig, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.config = config
+        self.metrics = metrics
         self._feast, self._lake = feast, lake
         self.holder = ChampionHolder(mlflow, config.default_threshold, config.poll_interval_s, freeze_heap)
         self.log = PredictionLog(lake, config.log_flush_interval_s)
@@ -188,20 +194,27 @@ class PredictionService:
         started = time.perf_counter()
         champion = self.holder.current  # read once: this request scores with this model to the end
         if champion is None:
-            raise HTTPException(503, "no champion model in the registry yet; try again later")
+            raise HTTPException(503, f"{NO_CHAMPION_DETAIL}; try again later")
         errors = self.codes(champion).errors(flights, batch)
         if errors:
             raise RequestValidationError(errors)
         rows = [flight.entity_row() for flight in flights]
+        read_at = time.perf_counter()
         try:
             online = self.reader.read(rows, champion.feature_service)
         except Exception as error:
             log.exception("online feature read failed")
-            raise HTTPException(503, f"the online feature store cannot be read: {error}") from None
+            raise HTTPException(503, f"{STORE_DETAIL}: {error}") from None
         missing = unscheduled(online, len(rows))
         if missing:
             raise RequestValidationError([_unscheduled_error(flights[i], i, batch) for i in missing])
+        scored_at = time.perf_counter()
         probabilities = champion.score(online)
+        metrics = self.metrics
+        if metrics is not None:  # pre-bound children: two observes and one per flight
+            metrics.online_read.observe(scored_at - read_at)
+            metrics.model.observe(time.perf_counter() - scored_at)
+            metrics.observe_probabilities(probabilities)
         predictions = [
             {
                 "flight_id": row["flight_id"],
@@ -395,7 +408,10 @@ def _replay(body: bytes, receive):
 def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> FastAPI:
     """The app over resolved resources: a FeastResource, an MlflowResource and the lake ObjectStore."""
     config = config or ServiceConfig()
-    service = PredictionService(feast, mlflow, lake, config)
+    metrics = ServiceMetrics() if config.metrics else None
+    service = PredictionService(feast, mlflow, lake, config, metrics)
+    if metrics is not None:
+        metrics.add_state(service)
     batch_model = batch_request_model(config.max_batch)
 
     @contextlib.asynccontextmanager
@@ -417,6 +433,8 @@ def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> Fast
     app.state.service = service
     app.add_middleware(QuickPredict, service=service)  # inside BodyLimit: the limit applies first
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if metrics is not None:  # outermost: a 413 from BodyLimit is timed and counted too
+        app.add_middleware(Instrumented, metrics=metrics)
     client_errors = error_responses(413, 415, 503)
 
     # The response models document the answers; the endpoints return JSONResponse themselves, built from
@@ -437,6 +455,17 @@ def create_app(feast, mlflow, lake, config: ServiceConfig | None = None) -> Fast
     def health() -> JSONResponse:
         status, body = service.health()
         return JSONResponse(Health(**body).model_dump(mode="json"), status_code=status)
+
+    if metrics is not None:
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:
+            """Prometheus's text format (serving/metrics.py). In the thread pool, not on the event loop:
+            rendering takes milliseconds on 2 busy cores (docs/operations.md), and the event loop keeps
+            answering predictions meanwhile (it gets the GIL back every switch interval)."""
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

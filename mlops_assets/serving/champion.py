@@ -207,6 +207,11 @@ class ChampionHolder:
         self.swaps = 0
 
     @property
+    def failed_versions(self) -> frozenset[str]:
+        """Versions that failed to load (the metrics count them)."""
+        return frozenset(self._failed)
+
+    @property
     def current(self) -> Champion | None:
         """The champion to score with; read once per request (a reference read is atomic)."""
         return self._current

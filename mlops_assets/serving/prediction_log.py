@@ -53,7 +53,7 @@ class PredictionLog:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.rows_written = self.rows_dropped = self.files_written = 0
+        self.rows_written = self.rows_dropped = self.files_written = self.flush_failures = 0
         self.last_error: str | None = None
 
     # ---- the request path: O(1) -----------------------------------------------------------------------
@@ -74,6 +74,7 @@ class PredictionLog:
                 keys = self._write(batches)
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
+                self.flush_failures += 1
                 log.warning(f"prediction log: could not write to the lake ({self.last_error}); will retry")
                 self._requeue(batches)
                 return []
@@ -130,6 +131,7 @@ class PredictionLog:
             "rows_pending": pending,
             "rows_dropped": self.rows_dropped,
             "files_written": self.files_written,
+            "flush_failures": self.flush_failures,
             "last_error": self.last_error,
         }
 
