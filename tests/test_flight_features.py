@@ -350,7 +350,8 @@ def test_spark_and_duckdb_give_the_same_tables(materialized):
     weather = read_table(home, "weather_hourly")
     for name in (*ff.WEATHER_CHANGES, "wind_dir"):
         column = weather[f"{name}_change_3h" if name != "wind_dir" else name]
-        assert column.notna().mean() > 0.9 and column.nunique() > 5, name
+        # Visibility stayed at 10 miles most of these three days: its change is mostly 0, not missing.
+        assert column.notna().mean() > 0.9 and column.nunique() > (1 if name == "visib" else 5), name
 
 
 def test_definitions_wire_the_spark_resource(monkeypatch):
