@@ -7,8 +7,9 @@ The home needs `lake/features/training_set/latest.json`, i.e. `mlops demo` (or f
 there; the default window of the platform is 2013-01-01..2013-03-31.
 
 1. Quality: the whole training graph (tuning, baselines, final model, evaluation, registry) in-process
-   against a throw-away MLflow store; the holdout metrics of every model side by side, and the PyTorch
-   model's ROC-AUC minus HistGradientBoosting's (target: >= -0.005).
+   against a throw-away MLflow store; the holdout metrics of every model side by side. The challenger is
+   whichever family validated better (models/flight_delay_model); the other family is then trained and
+   evaluated too (model and evaluation again, outside the graph's wall time), so both are in the table.
 2. Ray Tune overhead: `--tune-repeats` tunings of `--tune-trials` trials on the training split; wall time
    of `Tuner.fit()` against the ideal (sum of trial time / parallel trials); median over the repeats.
    Ray's own published figure is about 14 %.
@@ -79,29 +80,45 @@ def quality(home: Path, args) -> dict:
         raise SystemExit("the training graph failed")
     evaluation = json.loads(lake.read_bytes("models/model_evaluation.json"))
     registered = json.loads(lake.read_bytes("models/registered_model.json"))
-    metrics = evaluation["metrics"]
+    model = json.loads(lake.read_bytes("models/flight_delay_model.json"))
+    family = model.get("model_family", "pytorch_tabular")
+    metrics = {f"{family} (candidate)": evaluation["metrics"].pop("candidate"), **evaluation["metrics"]}
+    if not args.candidate_only:
+        metrics.update(_other_family(build_training_assets(), resources, lake, family))
     print(
         f"\nholdout {evaluation['holdout']} ({evaluation['holdout_rows']} flights); "
-        f"graph wall {seconds:.0f} s"
+        f"graph wall {seconds:.0f} s; {family} chosen: {model.get('family_choice', '-')}"
     )
-    print(f"{'model':<24}{'roc_auc':>9}{'pr_auc':>9}{'log_loss':>10}{'brier':>8}{'ece':>8}")
+    print(f"{'model':<34}{'roc_auc':>9}{'pr_auc':>9}{'log_loss':>10}{'brier':>8}{'ece':>8}")
     for name, m in metrics.items():
-        label = "pytorch (candidate)" if name == "candidate" else name
         print(
-            f"{label:<24}{m['roc_auc']:>9.4f}{m['pr_auc']:>9.4f}{m['log_loss']:>10.4f}{m['brier']:>8.4f}{m['ece']:>8.4f}"
+            f"{name:<34}{m['roc_auc']:>9.4f}{m['pr_auc']:>9.4f}{m['log_loss']:>10.4f}{m['brier']:>8.4f}{m['ece']:>8.4f}"
         )
-    gap = metrics["candidate"]["roc_auc"] - metrics["hist_gradient_boosting"]["roc_auc"]
-    print(f"pytorch - hist_gradient_boosting ROC-AUC: {gap:+.4f} (target >= -0.005)")
     print(
         f"registry: version {registered['version']} promoted={registered['promoted']} {registered['reasons']}"
     )
     return {
         "holdout": evaluation["holdout"],
         "metrics": metrics,
-        "auc_gap_vs_hgb": gap,
+        "family": family,
+        "family_choice": model.get("family_choice"),
         "graph_seconds": seconds,
         "promoted": registered["promoted"],
     }
+
+
+def _other_family(assets, resources: dict, lake, chosen: str) -> dict:
+    """The family the graph did not choose, trained and evaluated on the same holdout (not registered)."""
+    import dagster as dg
+
+    other = "gradient_boosting" if chosen == "pytorch_tabular" else "pytorch_tabular"
+    keys = [dg.AssetKey(["models", name]) for name in ("flight_delay_model", "model_evaluation")]
+    config = {"models__flight_delay_model": {"config": {"family": other}}}
+    log(f"training the other family ({other}) for the table")
+    if not dg.materialize(assets, selection=keys, resources=resources, run_config={"ops": config}).success:
+        raise SystemExit(f"the {other} run failed")
+    evaluation = json.loads(lake.read_bytes("models/model_evaluation.json"))
+    return {f"{other} (not chosen)": evaluation["metrics"]["candidate"]}
 
 
 def tune_overhead(home: Path, args) -> dict:
@@ -211,13 +228,20 @@ def main() -> int:
     )
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the throughput fit")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument(
+        "--candidate-only", action="store_true", help="do not train the family the graph did not choose"
+    )
+    parser.add_argument(
+        "--quality-only", action="store_true", help="skip the Ray Tune overhead and throughput sections"
+    )
     args = parser.parse_args()
     home = args.home.resolve()
     results = {"machine": platform.platform(), "home": str(home)}
     if not args.skip_quality:
         results["quality"] = quality(home, args)
-    results["tune"] = tune_overhead(home, args)
-    results["throughput"] = throughput(home, args)
+    if not args.quality_only:
+        results["tune"] = tune_overhead(home, args)
+        results["throughput"] = throughput(home, args)
     RESULTS_FILE.parent.mkdir(exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(results, indent=1, default=str))
     log(f"figures written to {RESULTS_FILE}")

@@ -19,7 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-FEATURE_SERVICE = "flight_delay_v1"
+# The service new training sets use. A registered model records the service it was trained with (the
+# `feature_service` tag) and serving reads that one, so every version stays defined in `build_repo`.
+FEATURE_SERVICE = "flight_delay_v2"
+FEATURE_SERVICE_V1 = "flight_delay_v1"
 TIMESTAMP_FIELD = "event_timestamp"
 
 SCHEDULE_TTL = timedelta(days=2)
@@ -43,13 +46,16 @@ DELAY_FEATURES = {
     **{f"late_rate_{w}": "Float64" for w in DELAY_WINDOWS},
     **{f"mean_arr_delay_{w}": "Float64" for w in DELAY_WINDOWS},
 }
-WEATHER_FEATURES = {
-    name: "Float64"
-    for name in (
-        "temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-        "precip_3h", "wind_speed_3h", "visib_min_3h", "pressure_change_3h",
-    )
-}  # fmt: skip
+# flight_delay_v1 read these weather features; v2 adds wind direction and the 3-hour changes.
+WEATHER_FEATURES_V1 = (
+    "temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
+    "precip_3h", "wind_speed_3h", "visib_min_3h", "pressure_change_3h",
+)  # fmt: skip
+WEATHER_FEATURES_V2_ADDED = (
+    "wind_dir", "temp_change_3h", "dewp_change_3h", "humid_change_3h", "wind_speed_change_3h",
+    "visib_change_3h",
+)  # fmt: skip
+WEATHER_FEATURES = {name: "Float64" for name in (*WEATHER_FEATURES_V1, *WEATHER_FEATURES_V2_ADDED)}
 ENTITY_DESCRIPTIONS = {
     "flight": (
         "flight_id",
@@ -78,8 +84,9 @@ class RepoObjects:
     def all(self) -> list:
         return [*self.entities, *self.sources, *self.feature_views, *self.feature_services]
 
-    def feature_refs(self) -> list[str]:
-        service = self.feature_services[0]
+    def feature_refs(self, service_name: str = FEATURE_SERVICE) -> list[str]:
+        """`view:feature` of every feature of one service (default: the newest)."""
+        service = next(s for s in self.feature_services if s.name == service_name)
         return [f"{p.name}:{f.name}" for p in service.feature_view_projections for f in p.features]
 
 
@@ -152,16 +159,30 @@ def build_repo(source_root: str, s3_endpoint_override: str | None = None) -> Rep
         "Hourly weather at the origin, stamped when complete (H+1).",
         "Last complete hour of weather at the origin, plus 3-hour aggregates.",
     )  # fmt: skip
-    service = FeatureService(
-        name=FEATURE_SERVICE,
-        features=views,
-        description=(
-            "Every feature of the flight-delay model, knowable at prediction time (departure - 2 h). "
-            "Request with entity rows {flight_id, carrier, origin, dest, route}; read with "
-            "full_feature_names=True (delay views share feature names)."
-        ),
-        tags={**tags, "version": "1"},
+    about = (
+        "Request with entity rows {flight_id, carrier, origin, dest, route}; read with "
+        "full_feature_names=True (delay views share feature names)."
     )
+    weather = views[-1]
+    services = [
+        # Kept so that models trained on v1 still resolve their 56 features (serving reads the version's
+        # `feature_service` tag): the same views, the weather view projected onto its v1 features.
+        FeatureService(
+            name=FEATURE_SERVICE_V1,
+            features=[*views[:-1], weather[list(WEATHER_FEATURES_V1)]],
+            description=f"The 56 features of the first flight-delay models. {about}",
+            tags={**tags, "version": "1"},
+        ),
+        FeatureService(
+            name=FEATURE_SERVICE,
+            features=views,
+            description=(
+                "Every feature of the flight-delay model, knowable at prediction time (departure - 2 h): "
+                f"v1 plus wind direction and the 3-hour changes of the weather. {about}"
+            ),
+            tags={**tags, "version": "2"},
+        ),
+    ]
     return RepoObjects(
-        entities=list(entities.values()), sources=sources, feature_views=views, feature_services=[service]
+        entities=list(entities.values()), sources=sources, feature_views=views, feature_services=services
     )

@@ -155,8 +155,16 @@ def champion_home(training_set_home, tmp_path_factory) -> Path:
     return build_champion_in(training_set_home, tmp_path_factory.mktemp("champion_home"))
 
 
-def build_champion_in(training_set_home: Path, home: Path) -> Path:
-    """`champion_home`'s recipe into an empty folder `home` (tests that change the home take their own)."""
+def build_champion_in(
+    training_set_home: Path,
+    home: Path,
+    family: str = "pytorch_tabular",
+    feature_service: str | None = None,
+) -> Path:
+    """`champion_home`'s recipe into an empty folder `home` (tests that change the home take their own).
+
+    The champion is a network unless `family` says otherwise (the serving tests of the numpy network need
+    one); `feature_service` rebuilds the training set with that service first (an older model's)."""
     import shutil
 
     from mlops_assets.defs.features.feast_assets import build_feast_assets
@@ -165,19 +173,33 @@ def build_champion_in(training_set_home: Path, home: Path) -> Path:
     from tests.test_training import RELAXED_FLOOR, run_training, training_resources
 
     shutil.copytree(training_set_home, home, dirs_exist_ok=True, ignore=_without_state(training_set_home))
+    feast_resources = {
+        "feast": FeastResource(profile="local", home=str(home)),
+        "lake": LocalObjectStore(root=str(home / "lake")),
+        "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
+    }
     result = dg.materialize(
         build_feast_assets(),
         selection=[dg.AssetKey(["features", "feature_views"]), dg.AssetKey(["features", "online_store"])],
-        resources={
-            "feast": FeastResource(profile="local", home=str(home)),
-            "lake": LocalObjectStore(root=str(home / "lake")),
-            "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb")),
-        },
+        resources=feast_resources,
         tags=partition_range_tags(*TRAINING_WINDOW),
     )
     assert result.success
+    if feature_service:
+        window = {"start_date": TRAINING_WINDOW[0], "end_date": TRAINING_WINDOW[1]}
+        rebuilt = dg.materialize(
+            build_feast_assets(),
+            selection=[dg.AssetKey(["features", "training_set"])],
+            resources=feast_resources,
+            run_config={
+                "ops": {"features__training_set": {"config": {**window, "feature_service": feature_service}}}
+            },
+        )
+        assert rebuilt.success
     # A two-network ensemble with a short epoch budget: the service needs a real champion, not a good one.
-    quick = {"models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8}}}
+    quick = {
+        "models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8, "family": family}}
+    }
     assert run_training(training_resources(home), ops={**RELAXED_FLOOR, **quick}).success
     return home
 

@@ -28,9 +28,14 @@ UTC = dt.UTC
 DAYS = [dt.date(2013, 1, 1) + dt.timedelta(days=n) for n in range(4)]
 CARRIERS, ORIGINS, DESTS = ["AA", "UA", "B6"], ["EWR", "JFK", "LGA"], ["LAX", "ORD", "BOS"]
 DELAY_STATS = [f"{m}_{w}" for m in ("flights", "late_rate", "mean_arr_delay") for w in ("1d", "7d", "28d")]
-WEATHER = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-           "precip_3h", "wind_speed_3h", "visib_min_3h", "pressure_change_3h"]  # fmt: skip
-SERVICE = "flight_delay_v1"
+WEATHER_V1 = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
+              "precip_3h", "wind_speed_3h", "visib_min_3h", "pressure_change_3h"]  # fmt: skip
+WEATHER_V2_ADDED = ["wind_dir", "temp_change_3h", "dewp_change_3h", "humid_change_3h",
+                    "wind_speed_change_3h", "visib_change_3h"]  # fmt: skip
+WEATHER = [*WEATHER_V1, *WEATHER_V2_ADDED]
+SERVICE, SERVICE_V1 = "flight_delay_v2", "flight_delay_v1"
+# Features per service: schedule 8, four delay views of 9, weather 12 (v1) or 18 (v2).
+SERVICE_FEATURES = {SERVICE_V1: 8 + 4 * 9 + 12, SERVICE: 8 + 4 * 9 + 18}
 TS = pa.timestamp("us", tz="UTC")
 # A probe flight for the hand-made point-in-time cases (on DAYS[2]).
 PROBE_DEP = dt.datetime(2013, 1, 3, 17, 20, tzinfo=UTC)
@@ -157,8 +162,9 @@ def synthetic(tmp_path_factory):
     return home, feast, entities
 
 
-def expected_pit(lake: Path, entities: pd.DataFrame) -> pd.DataFrame:
-    """An independent point-in-time join (pandas merge_asof, backward, tolerance = TTL)."""
+def expected_pit(lake: Path, entities: pd.DataFrame, service: str = SERVICE) -> pd.DataFrame:
+    """An independent point-in-time join (pandas merge_asof, backward, tolerance = TTL) of the
+    service's features: v1 reads the weather view without the features v2 added."""
     views = {
         "flight_schedule": ("flight_id", pd.Timedelta(days=2)),
         **{f"delay_stats_{e}": (e, pd.Timedelta(hours=2)) for e in ("carrier", "origin", "dest", "route")},
@@ -173,6 +179,7 @@ def expected_pit(lake: Path, entities: pd.DataFrame) -> pd.DataFrame:
             c
             for c in feats.columns
             if c not in (key, "event_timestamp", "origin", "dest", "carrier", "route")
+            and not (service == SERVICE_V1 and c in WEATHER_V2_ADDED)
         ]
         right = feats[[key, "event_timestamp", *cols]].rename(columns={c: f"{view}__{c}" for c in cols})
         right = right.sort_values("event_timestamp")
@@ -198,11 +205,16 @@ def _assert_frames_match(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
         )
 
 
-def test_point_in_time_join(synthetic):
+@pytest.mark.parametrize("service", [SERVICE_V1, SERVICE])
+def test_point_in_time_join(synthetic, service):
+    """Both service versions resolve from the same views: v1 exactly its 56 features (a model trained
+    on v1 still gets what it learned from), v2 those plus the new weather features."""
     home, feast, entities = synthetic
-    frame = feast.historical_features(entities, SERVICE)
+    frame = feast.historical_features(entities, service)
     assert len(frame) == len(entities)
-    _assert_frames_match(frame, expected_pit(home / "lake", entities))
+    assert len(_feature_columns(frame)) == SERVICE_FEATURES[service]
+    assert ("weather_hourly__temp_change_3h" in frame) == (service == SERVICE)
+    _assert_frames_match(frame, expected_pit(home / "lake", entities, service))
 
     probe = frame[(frame.carrier == "AA") & (pd.to_datetime(frame.event_timestamp, utc=True) == PROBE_T)
                   & (frame.route == "JFK-LAX")].iloc[0]  # fmt: skip
@@ -239,7 +251,7 @@ def test_point_in_time_join_equals_feasts_file_store(synthetic):
         expected = expected.merge(joined, on=[*keys, "event_timestamp"], how="left", validate="many_to_one")
     got = feast.historical_features(entities, SERVICE)
     columns = _feature_columns(expected)
-    assert _feature_columns(got) == columns and len(columns) == 8 + 4 * 9 + 12
+    assert _feature_columns(got) == columns and len(columns) == SERVICE_FEATURES[SERVICE]
     left = got.sort_values("flight_id").reset_index(drop=True)[columns].astype("float64")
     right = expected.sort_values("flight_id").reset_index(drop=True)[columns].astype("float64")
     pd.testing.assert_frame_equal(left, right, check_exact=True)
@@ -284,8 +296,10 @@ def _delete_redis_project(project: str) -> int:
     return len(keys)
 
 
-@pytest.mark.parametrize("online", ["sqlite", "redis"])
-def test_online_matches_offline(synthetic, online):
+@pytest.mark.parametrize(
+    ("online", "service"), [("sqlite", SERVICE_V1), ("sqlite", SERVICE), ("redis", SERVICE)]
+)
+def test_online_matches_offline(synthetic, online, service):
     home, _, entities = synthetic
     if online == "redis":
         require_service("redis")
@@ -302,9 +316,10 @@ def test_online_matches_offline(synthetic, online):
             [candidates.head(12), entities[entities.carrier == STALE_CARRIER]]
         ).drop_duplicates("flight_id")
         rows = sample.drop(columns=["event_timestamp"]).to_dict("records")
-        online_values = pd.DataFrame(feast.online_features(rows, SERVICE))
-        offline = feast.historical_features(sample.assign(event_timestamp=when), SERVICE)
+        online_values = pd.DataFrame(feast.online_features(rows, service))
+        offline = feast.historical_features(sample.assign(event_timestamp=when), service)
         cols = _feature_columns(offline)
+        assert len(cols) == SERVICE_FEATURES[service]
         assert sorted(c for c in online_values.columns if "__" in c) == cols
         _assert_frames_match(online_values[["flight_id", *cols]], offline[["flight_id", *cols]])
         # Flights of the day after are not known online yet at `when` (schedule stamped 24 h ahead).
@@ -356,7 +371,8 @@ def test_assets_materialize_in_process(tmp_path):
 
     applied = dg.materialize(assets, selection=["features/feature_views"], resources=resources)
     meta = applied.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["features"].value == 56 and meta["feature_service"].value == SERVICE
+    assert meta["features"].value == SERVICE_FEATURES[SERVICE]
+    assert meta["feature_service"].value == f"{SERVICE_V1}, {SERVICE}"
     assert meta["entities"].value == ["carrier", "dest", "flight", "origin", "route"]
 
     online = dg.materialize(
@@ -380,7 +396,9 @@ def test_assets_materialize_in_process(tmp_path):
     frame = pd.read_parquet(path)
     labelled = entities[[i % 17 != 0 for i in range(len(entities))]]
     assert meta["dagster/row_count"].value == len(frame) == len(labelled)
-    assert meta["feature_count"].value == 56 and len(meta["content_sha256"].value) == 64
+    assert meta["feature_count"].value == SERVICE_FEATURES[SERVICE]
+    assert len(meta["content_sha256"].value) == 64
+    assert meta["training_set/feature_service"].value == SERVICE
     assert 0 < meta["label_rate"].value < 1
     # Rebuilding the same window gives the same content hash.
     again = dg.materialize(

@@ -113,8 +113,9 @@ def synthetic_weather() -> pa.Table:
             continue  # a missing hour
         values = dict.fromkeys(ff.WEATHER_COLUMNS.values(), 1.0)
         values.update(
-            precip_in=0.1 * i, wind_speed_mph=float(i), visibility_mi=10.0 - i, pressure_mb=1000.0 + i
-        )
+            precip_in=0.1 * i, wind_speed_mph=float(i), visibility_mi=10.0 - i, pressure_mb=1000.0 + i,
+            temp_f=30.0 + 2 * i, dewpoint_f=20.0 - i, humidity_pct=50.0 + 5 * i, wind_dir_deg=10.0 * i,
+        )  # fmt: skip
         rows.append(
             {
                 "origin": "JFK",
@@ -218,7 +219,13 @@ def test_weather_uses_only_available_observations(synthetic, engine):
     assert after_gap["precip_3h"] == pytest.approx(0.8) and after_gap["pressure_change_3h"] == pytest.approx(
         3.0
     )
-    assert pd.isna(weather[observed == S0 + 7 * H].iloc[0]["pressure_change_3h"])  # no hour 4
+    # Every change is value(H) - value(H - 3 h): hour 3 against hour 0.
+    changes = {"temp": 6.0, "dewp": -3.0, "humid": 15.0, "wind_speed": 3.0, "visib": -3.0, "pressure": 3.0}
+    assert {name: row[f"{name}_change_3h"] for name in changes} == pytest.approx(changes)
+    assert row["wind_dir"] == 30.0
+    assert set(ff.WEATHER_CHANGES) == set(changes)
+    last = weather[observed == S0 + 7 * H].iloc[0]  # hour 4 is missing: no change at hour 7
+    assert all(pd.isna(last[f"{name}_change_3h"]) for name in changes)
     # Point in time: at H+0:30 the row of hour H is not visible yet (the latest is H-1's); at H+1 it is.
     lookups = pd.DataFrame({"t": [S0 + 3 * H + pd.Timedelta(minutes=30), S0 + 4 * H]})
     seen = pd.merge_asof(lookups, weather, left_on="t", right_on="event_timestamp")
@@ -330,6 +337,7 @@ def test_spark_and_duckdb_give_the_same_tables(materialized):
     for table in ff.ALL_TABLES:
         key = keys.get(table, [table.removeprefix("delay_stats_"), "event_timestamp"])
         spark_side = read_table(home, table).sort_values(key).reset_index(drop=True)
+        assert set(ff.table_columns(table)) <= set(spark_side.columns), table
         duck_side = expected[table].sort_values(key).reset_index(drop=True)[list(spark_side.columns)]
         assert len(spark_side) > 0 and len(spark_side) == len(duck_side), table
         for column in spark_side.columns:
@@ -338,6 +346,12 @@ def test_spark_and_duckdb_give_the_same_tables(materialized):
                 np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-9, equal_nan=True)
             else:
                 assert a.astype(str).tolist() == b.astype(str).tolist(), (table, column)
+    # The weather changes are real values on real days (not a column of nulls that trivially agrees).
+    weather = read_table(home, "weather_hourly")
+    for name in (*ff.WEATHER_CHANGES, "wind_dir"):
+        column = weather[f"{name}_change_3h" if name != "wind_dir" else name]
+        # Visibility stayed at 10 miles most of these three days: its change is mostly 0, not missing.
+        assert column.notna().mean() > 0.9 and column.nunique() > (1 if name == "visib" else 5), name
 
 
 def test_definitions_wire_the_spark_resource(monkeypatch):
@@ -412,7 +426,7 @@ def _joined(home: Path, entities: pd.DataFrame) -> pd.DataFrame:
 
     feast = FeastResource(profile="local", home=str(home), project=f"leak_{uuid.uuid4().hex[:8]}")
     feast.apply()
-    frame = feast.historical_features(entities, "flight_delay_v1")
+    frame = feast.historical_features(entities, "flight_delay_v2")
     return frame.set_index("flight_id")[sorted(c for c in frame.columns if "__" in c)].astype("float64")
 
 

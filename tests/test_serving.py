@@ -29,6 +29,7 @@ from tests.conftest import TRAINING_WINDOW
 
 POLL_S = 0.2  # the tests' champion poll interval (the service default is 2 s)
 DAY = "2013-01-20"  # a day inside the window, materialized online
+SERVICE = "flight_delay_v2"  # the feature service new training sets use, hence the champion's
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -95,9 +96,10 @@ def offline_probabilities(home: Path, version: str, flights: pd.DataFrame, feast
          "route": f"{f.origin}-{f.dest}"}
         for f in flights.itertuples()
     ]  # fmt: skip
-    online = pd.DataFrame(feast.online_features(rows, "flight_delay_v1"))
-    pointer = json.loads((home / "lake" / "features" / "training_set" / "latest.json").read_text())
-    training = pd.read_parquet(home / "lake" / pointer["key"])  # content-addressed: window and hash
+    tags = resources(home)["mlflow"].client().get_model_version("flight_delay", version).tags
+    # The service the version was trained with (its tag), as serving reads it.
+    online = pd.DataFrame(feast.online_features(rows, tags["feature_service"]))
+    training = pd.read_parquet(home / "lake" / tags["training_set.key"])  # content-addressed
     inputs = model_input_frame(online, categorical_columns(training), numeric_columns(training))
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     return mlflow.pyfunc.load_model(f"models:/flight_delay/{version}").predict(inputs).to_numpy()
@@ -282,7 +284,7 @@ def test_online_rows_become_exactly_the_inputs_training_gives_the_model(champion
          "route": f"{f.origin}-{f.dest}"}
         for f in days.itertuples()
     ]  # fmt: skip
-    online = resources(champion_home)["feast"].online_features(rows, "flight_delay_v1")
+    online = resources(champion_home)["feast"].online_features(rows, SERVICE)
     mlflow.set_tracking_uri(f"sqlite:///{champion_home / 'mlflow' / 'mlflow.db'}")
     prep = mlflow.pyfunc.load_model("models:/flight_delay/1").unwrap_python_model().bundle.preprocessor
     edge = {name: list(values[:4]) for name, values in online.items()}
@@ -338,7 +340,7 @@ def test_the_numpy_network_gives_the_models_probabilities(champion_home):
     assert isinstance(network, NumpyNetwork), "the demo's network must run in numpy"
     traced = _torch_network(model, prep)
     rows = window_rows(champion_home, (DAY,))
-    online = resources(champion_home)["feast"].online_features(rows, "flight_delay_v1")
+    online = resources(champion_home)["feast"].online_features(rows, SERVICE)
     codes, numbers = ModelInputs(prep).transform(online)
     with torch.inference_mode():
         eager = torch.sigmoid(model(torch.from_numpy(codes), torch.from_numpy(numbers))).numpy()
@@ -358,6 +360,53 @@ def test_the_numpy_network_gives_the_models_probabilities(champion_home):
     np.testing.assert_array_equal(champion.predict_arrays(codes[:1], numbers[:1]), single[:1])
     many = champion.predict_arrays(codes[:100], numbers[:100])  # torch's sums depend on the batch size
     np.testing.assert_array_equal(many, traced(codes[:100], numbers[:100]))
+
+
+@pytest.fixture(scope="module")
+def boosted_v1_home(training_set_home, tmp_path_factory) -> Path:
+    """A home whose champion is gradient-boosted trees trained on a flight_delay_v1 training set: a model
+    family other than the network, and the feature service of an older model."""
+    from tests.conftest import build_champion_in
+
+    home = tmp_path_factory.mktemp("boosted_v1_home")
+    return build_champion_in(
+        training_set_home, home, family="gradient_boosting", feature_service="flight_delay_v1"
+    )
+
+
+def test_a_boosted_champion_of_an_older_service_is_served_as_its_pyfunc_scores(boosted_v1_home, flights):
+    """The service reads the feature service the champion was trained with (v1: 56 features, not v2's
+    62) and scores with the trees exactly as the registered pyfunc does, one flight and a batch."""
+    from fastapi.testclient import TestClient
+
+    from mlops_assets.ml.boosting import BoostedModel
+    from mlops_assets.serving.champion import load_champion
+
+    parts = resources(boosted_v1_home)
+    tags = parts["mlflow"].client().get_model_version("flight_delay", "1").tags
+    assert tags["feature_service"] == "flight_delay_v1"
+    champion = load_champion(parts["mlflow"])
+    assert champion.version == "1" and champion.feature_service == "flight_delay_v1"
+    assert len(champion.numeric) + 2 == 56  # the two coded features are categorical; no v2 weather
+    assert "weather_hourly__pressure_change_3h" in champion.numeric
+    assert "weather_hourly__temp_change_3h" not in champion.numeric
+    import mlflow
+
+    mlflow.set_tracking_uri(parts["mlflow"].tracking_uri)
+    bundle = mlflow.pyfunc.load_model("models:/flight_delay/1").unwrap_python_model().bundle
+    assert isinstance(bundle, BoostedModel)
+    batch = flights.head(25)
+    reference = offline_probabilities(boosted_v1_home, "1", batch, parts["feast"])
+    with TestClient(make_app(boosted_v1_home)) as client:
+        health = client.get("/health").json()
+        assert health["feature_service"] == "flight_delay_v1" and health["champion_version"] == "1"
+        body = client.post("/predict/batch", json={"flights": [request_body(f) for f in batch.itertuples()]})
+        assert body.status_code == 200, body.text
+        probabilities = np.array([p["probability_late"] for p in body.json()["predictions"]])
+        one = client.post("/predict", json=request_body(batch.iloc[7])).json()
+    assert probabilities.std() > 0
+    np.testing.assert_allclose(probabilities, reference, atol=1e-9)
+    assert one["probability_late"] == pytest.approx(reference[7], abs=1e-9)
 
 
 def test_interp_rows_gives_the_bits_np_interp_gives():
@@ -394,15 +443,15 @@ def window_rows(home: Path, days: tuple[str, ...] = ("2013-01-02", DAY)) -> list
 def assert_reads_as_feast(reader, feast, rows: list[dict]) -> None:
     """FeatureReader.read equals Feast's get_online_features(...).to_dict(): same columns, same values
     (None where Feast has None), for all rows at once and for single rows."""
-    expected = feast.online_features(rows, "flight_delay_v1")
-    got = reader.read(rows, "flight_delay_v1")
+    expected = feast.online_features(rows, SERVICE)
+    got = reader.read(rows, SERVICE)
     assert set(got) == set(expected)
     for name, values in expected.items():
         assert got[name] == values, name
     nowhere = {name: values[-2] for name, values in got.items() if "__" in name}
     assert set(nowhere.values()) == {None}, "an unknown entity reads None everywhere"
     for i in (0, len(rows) // 2):
-        one = reader.read([rows[i]], "flight_delay_v1")
+        one = reader.read([rows[i]], SERVICE)
         assert one == {name: values[i : i + 1] for name, values in expected.items()}
 
 
@@ -898,7 +947,7 @@ def test_health_names_the_champion_and_the_store(client):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["champion_version"] == "1"
-    assert body["feature_store"] == "sqlite" and body["feature_service"] == "flight_delay_v1"
+    assert body["feature_store"] == "sqlite" and body["feature_service"] == SERVICE
     assert dt.datetime.fromisoformat(body["model_loaded_at"]) <= dt.datetime.now(dt.UTC)
     assert body["model_uri"] == "models:/flight_delay/1"
 
@@ -1039,7 +1088,7 @@ def test_redis_online_store_serves_the_same_predictions(champion_home, client, f
         held = reader._hmget.__self__._local.connection
         held.send_command("CLIENT", "ID")
         assert redis.Redis(host="127.0.0.1", port=6379).client_kill_filter(_id=held.read_response()) == 1
-        assert reader.read(rows[:3], "flight_delay_v1") == feast.online_features(rows[:3], "flight_delay_v1")
+        assert reader.read(rows[:3], SERVICE) == feast.online_features(rows[:3], SERVICE)
         bodies = [request_body(f) for f in flights.head(10).itertuples()]
         with served(make_app(champion_home, "redis", project)) as url:
             import httpx
@@ -1075,13 +1124,13 @@ def test_materializing_the_online_store_while_serving_fails_no_request(champion_
         for f in flights.head(1).itertuples()
     ]  # fmt: skip
     plain = resources(champion_home)["feast"]  # another FeatureStore on the same registry, as a reader
-    plain.online_features(rows, "flight_delay_v1")
+    plain.online_features(rows, SERVICE)
     refused, done = [], threading.Event()
 
     def control() -> None:
         while not done.is_set():
             try:
-                plain.online_features(rows, "flight_delay_v1")
+                plain.online_features(rows, SERVICE)
             except Exception as error:
                 refused.append(str(error))
             time.sleep(0.01)
@@ -1106,7 +1155,8 @@ def test_a_new_champion_takes_over_under_load_and_no_request_fails(champion_home
     from tests.test_training import TRAINING_KEYS, run_training, training_resources
 
     training = training_resources(champion_home)
-    # Version 2: a different network (trained on shuffled labels), refused by the gate, promoted by hand.
+    # Version 2: another family (the default, boosted trees, on shuffled labels), refused by the gate,
+    # promoted by hand: the service swaps a network for trees under load.
     quick = {"shuffle_labels": True, "ensemble_size": 1, "max_epochs": 2}
     result = run_training(
         training, selection=TRAINING_KEYS[2:], ops={"models__flight_delay_model": {"config": quick}}

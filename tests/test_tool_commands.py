@@ -161,7 +161,7 @@ def train_champion(home: Path) -> None:
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.tracking import mlflow_resource
     from mlops_assets.training.data import load_training_data, model_input_frame, prepared_arrays
-    from mlops_assets.training.pyfunc import log_pytorch_model
+    from mlops_assets.training.pyfunc import log_flight_delay_model
 
     lake = LocalObjectStore(root=str(home / "lake"))
     data = load_training_data(lake, TRAINING_PLAN["holdout_days"], TRAINING_PLAN["valid_days"])
@@ -176,7 +176,7 @@ def train_champion(home: Path) -> None:
         with mlflow.start_run(experiment_id=experiment_id) as run:
             folder = bundle.save(home / "scratch" / "bundles" / run.info.run_id)
             example = model_input_frame(data.split.valid.head(5), data.categorical, data.numeric)
-            info = log_pytorch_model(folder, example, bundle.predict(example))
+            info = log_flight_delay_model(folder, example, bundle.predict(example))
         version = mlflow.register_model(info.model_uri, "flight_delay").version
         mlflow.MlflowClient().set_registered_model_alias("flight_delay", "champion", version)
     finally:

@@ -17,6 +17,7 @@ from mlops_assets.features.flight_features import (
     ENTITY_TYPES,
     LATE_MINUTES,
     STAT_COLUMNS,
+    WEATHER_CHANGES,
     WEATHER_COLUMNS,
     WINDOWS_DAYS,
     snapshot_hours,
@@ -120,6 +121,7 @@ def delay_stats_sql(first: dt.date, last: dt.date) -> str:
 def weather_hourly_sql(first: dt.date, last: dt.date) -> str:
     columns = ", ".join(f"cast({source} as double) as {name}" for name, source in WEATHER_COLUMNS.items())
     frame = "over (partition by origin order by t range between 7200 preceding and current row)"
+    changes = ", ".join(f"r.{name} - e.{name} as {name}_change_3h" for name in WEATHER_CHANGES)
     return f"""
     with base as (
         select cast(origin as varchar) as origin, weather_date,
@@ -133,7 +135,7 @@ def weather_hourly_sql(first: dt.date, last: dt.date) -> str:
         from base
     )
     select r.origin, r.event_timestamp, {", ".join(f"r.{name}" for name in WEATHER_COLUMNS)},
-        r.precip_3h, r.wind_speed_3h, r.visib_min_3h, r.pressure - e.pressure as pressure_change_3h,
+        r.precip_3h, r.wind_speed_3h, r.visib_min_3h, {changes},
         strftime(r.weather_date, '%Y-%m-%d') as {DAY_COLUMN}
     from rolled as r
     left join base as e on e.origin = r.origin and e.t = r.t - 10800

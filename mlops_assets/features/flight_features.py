@@ -21,7 +21,7 @@ the partition column of the writes and is not stored inside the files):
    [S - W days, S), W in 1, 7, 28. An outcome counts only once it has happened, never by flight date.
 3. `weather_hourly`: one row per origin and observed hour H of day D, `event_timestamp` =
    available_at_utc = H + 1 h. The 3-hour windows cover the observations of hours H-2h..H (all
-   available at H + 1 h); pressure_change_3h = pressure(H) - pressure(H - 3 h).
+   available at H + 1 h); `<x>_change_3h` = x(H) - x(H - 3 h) for each of WEATHER_CHANGES.
 
 `duckdb_features.py` computes the same tables in DuckDB SQL (benchmark and parity test).
 """
@@ -56,7 +56,11 @@ WEATHER_COLUMNS = {  # output name: stg_weather column
     "precip": "precip_in",
     "pressure": "pressure_mb",
     "visib": "visibility_mi",
+    "wind_dir": "wind_dir_deg",
 }
+# Observations whose change over 3 hours is a feature (`<name>_change_3h` = value(H) - value(H - 3 h)):
+# a falling pressure, a dropping temperature and visibility, a rising wind foretell a front.
+WEATHER_CHANGES = ("pressure", "temp", "dewp", "humid", "wind_speed", "visib")
 
 SCHEDULE_COLUMNS = (
     "flight_id",
@@ -85,7 +89,7 @@ WEATHER_OUTPUT_COLUMNS = (
     "precip_3h",
     "wind_speed_3h",
     "visib_min_3h",
-    "pressure_change_3h",
+    *(f"{name}_change_3h" for name in WEATHER_CHANGES),
 )
 TABLES = ("flight_schedule", "delay_stats", "weather_hourly")
 ENTITY_TABLES = tuple(f"delay_stats_{entity}" for entity in ENTITY_TYPES)
@@ -309,7 +313,9 @@ def weather_hourly(weather: DataFrame, first: dt.date, last: dt.date) -> DataFra
     )
     last3h = Window.partitionBy("origin").orderBy("t").rangeBetween(-2 * 3600, 0)  # hours H-2..H
     earlier = base.select(
-        "origin", (F.col("t") + 3 * 3600).alias("t"), F.col("pressure").alias("_pressure_3h_ago")
+        "origin",
+        (F.col("t") + 3 * 3600).alias("t"),
+        *(F.col(name).alias(f"_{name}_3h_ago") for name in WEATHER_CHANGES),
     )
     return (
         base.select(
@@ -321,8 +327,11 @@ def weather_hourly(weather: DataFrame, first: dt.date, last: dt.date) -> DataFra
         .where(_in_days(F.col("weather_date"), first, last))
         .join(earlier, ["origin", "t"], "left")
         .select(
-            *WEATHER_OUTPUT_COLUMNS[:-1],
-            (F.col("pressure") - F.col("_pressure_3h_ago")).alias("pressure_change_3h"),
+            *WEATHER_OUTPUT_COLUMNS[: -len(WEATHER_CHANGES)],
+            *(
+                (F.col(name) - F.col(f"_{name}_3h_ago")).alias(f"{name}_change_3h")
+                for name in WEATHER_CHANGES
+            ),
             _day_column(F.col("weather_date")),
         )
     )

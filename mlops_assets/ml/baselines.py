@@ -51,13 +51,20 @@ def fit_baseline(
     numeric: list[str],
     label: str,
     seed: int = 0,
+    grid: tuple | None = None,
 ):
-    """A fitted Pipeline [spell categories, encode, estimator]; the tree uses `valid` for early stopping,
-    like the network, so both stop on the same temporal validation days."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    """A fitted Pipeline [spell categories, encode, estimator] and, for the trees, the grid's points
+    (best first; empty for logistic regression).
+
+    The trees are the gate's floor, so they get a fair chance: every point of `grid` (default
+    boosting.GRID) is fitted on the training days, early-stopped on `valid` (the network's early-stopping
+    days) and the one with the best validation ROC-AUC is kept. The holdout never chooses."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
+
+    from mlops_assets.ml.boosting import GRID, best_round, fit_threads
 
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
@@ -69,20 +76,35 @@ def fit_baseline(
     if kind == "logistic_regression":
         estimator = LogisticRegression(max_iter=2000, C=0.5)
         estimator.fit(x_train, y_train)
-    else:
-        estimator = HistGradientBoostingClassifier(
-            learning_rate=0.05,
-            max_iter=1000,
-            max_leaf_nodes=31,
-            l2_regularization=1.0,
-            categorical_features=list(range(len(categorical))),
-            early_stopping=True,
-            n_iter_no_change=30,
-            random_state=seed,
-        )
-        x_valid = encode.transform(spell.transform(valid[columns]))
-        estimator.fit(x_train, y_train, X_val=x_valid, y_val=valid[label].astype(int).to_numpy())
-    return Pipeline([("spell", spell), ("encode", encode), ("model", estimator)])
+        return Pipeline([("spell", spell), ("encode", encode), ("model", estimator)]), []
+    x_valid = encode.transform(spell.transform(valid[columns]))
+    y_valid = valid[label].astype(int).to_numpy()
+    fitted = []
+    for params in grid or GRID:
+        trees = _trees(params, len(categorical), seed)
+        with fit_threads():
+            trees.fit(x_train, y_train, X_val=x_valid, y_val=y_valid)
+        auc = float(roc_auc_score(y_valid, trees.predict_proba(x_valid)[:, 1]))
+        fitted.append((auc, trees, params))
+    fitted.sort(key=lambda item: -item[0])
+    points = [{**params.to_dict(), "iterations": best_round(trees), "valid_auc": auc}
+              for auc, trees, params in fitted]  # fmt: skip
+    return Pipeline([("spell", spell), ("encode", encode), ("model", fitted[0][1])]), points
+
+
+def _trees(params, categories: int, seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from mlops_assets.ml.boosting import MAX_ITER, PATIENCE
+
+    return HistGradientBoostingClassifier(
+        **params.to_dict(),
+        max_iter=MAX_ITER,
+        categorical_features=list(range(categories)),
+        early_stopping=True,
+        n_iter_no_change=PATIENCE,
+        random_state=seed,
+    )
 
 
 def predict_baseline(pipeline, frame: pd.DataFrame) -> np.ndarray:

@@ -1,10 +1,11 @@
 """The model that serves: the registry's `champion`, loaded whole, then swapped in by one assignment.
 
 `load_champion` resolves the alias to a version once and loads that version (`models:/<name>/<version>`,
-never the alias twice: the alias may move in between). The pyfunc is unwrapped to its `ModelBundle` so a
-request pays for neither pyfunc's input checks nor pandas conversions it does not need. The network runs
-as a TorchScript trace, and for a few rows (one flight) in numpy (serving/network.py), when that version's
-numpy network agrees with the model.
+never the alias twice: the alias may move in between). The pyfunc is unwrapped to its bundle (a network's
+`ModelBundle` or the trees' `BoostedModel`, both with the training preprocessor) so a request pays for
+neither pyfunc's input checks nor pandas conversions it does not need. The network runs as a TorchScript
+trace, and for a few rows (one flight) in numpy (serving/network.py), when that version's numpy network
+agrees with the model; the trees score the preprocessed arrays directly.
 
 `ChampionHolder` polls the alias from a background thread; when the version changes it loads the new
 model completely (weights, preprocessing, a warm-up prediction) and only then replaces the reference that
@@ -83,10 +84,13 @@ def load_champion(
     bundle = mlflow_api.pyfunc.load_model(uri).unwrap_python_model().bundle
     threshold, source = decision_threshold(details.tags, default_threshold)
     prep = bundle.preprocessor
-    predict_arrays = _torch_network(bundle.model, prep)
-    few_rows = _numpy_network(bundle.model.eval(), prep)
-    if few_rows is not None:
-        predict_arrays = _by_rows(few_rows, predict_arrays)
+    if hasattr(bundle, "predict_arrays"):  # boosted trees (ml/boosting.py) score the arrays themselves
+        predict_arrays = bundle.predict_arrays
+    else:
+        predict_arrays = _torch_network(bundle.model, prep)
+        few_rows = _numpy_network(bundle.model.eval(), prep)
+        if few_rows is not None:
+            predict_arrays = _by_rows(few_rows, predict_arrays)
     champion = Champion(
         version=str(version),
         model_uri=uri,

@@ -73,7 +73,8 @@ def train_network(
     from mlops_assets.ml.metrics import f1_threshold
     from mlops_assets.training.data import prepared_arrays
 
-    prep, arrays = prepared_arrays(data)
+    prep, cached = prepared_arrays(data)
+    arrays = dict(cached)  # the cached arrays stay as loaded: other steps of the process share them
     if shuffle_labels:
         labels = arrays["train"][2].copy()
         np.random.default_rng(seed).shuffle(labels)

@@ -1,5 +1,7 @@
-"""The PyTorch model as an MLflow pyfunc: preprocessing and weights travel together, so
-`mlflow.pyfunc.load_model("models:/flight_delay@champion").predict(frame)` needs nothing else."""
+"""The challenger as an MLflow pyfunc, whichever family won (the PyTorch network or the boosted trees):
+preprocessing and model travel together, so
+`mlflow.pyfunc.load_model("models:/flight_delay@champion").predict(frame)` needs nothing else. The
+unwrapped python model's `bundle` is what serving scores with (`preprocessor` plus the model)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
+from mlops_assets.training.challenger import PYTORCH, TREES
+
 BUNDLE = "bundle"
 OUTPUT = "probability_late"
 
 
 class FlightDelayModel(mlflow.pyfunc.PythonModel):
-    """Probability that a flight arrives more than 15 minutes late, from its feature-service row."""
+    """Probability that a flight arrives more than 15 minutes late, from its feature-service row
+    (the PyTorch network)."""
 
     def load_context(self, context) -> None:
         from mlops_assets.ml.bundle import ModelBundle
@@ -26,11 +31,27 @@ class FlightDelayModel(mlflow.pyfunc.PythonModel):
         return pd.Series(self.bundle.predict(frame), index=frame.index, name=OUTPUT)
 
 
-def pip_requirements() -> list[str]:
+class BoostedFlightDelayModel(FlightDelayModel):
+    """The same contract from gradient-boosted trees (mlops_assets.ml.boosting.BoostedModel)."""
+
+    def load_context(self, context) -> None:
+        from mlops_assets.ml.boosting import BoostedModel
+
+        self.bundle = BoostedModel.load(Path(context.artifacts[BUNDLE]))
+
+
+PYTHON_MODELS = {PYTORCH: FlightDelayModel, TREES: BoostedFlightDelayModel}
+# What each family needs to load (the trees do not import torch).
+PACKAGES = {
+    PYTORCH: ("torch", "pandas", "numpy", "scikit-learn", "mlflow"),
+    TREES: ("pandas", "numpy", "scipy", "scikit-learn", "joblib", "mlflow"),
+}
+
+
+def pip_requirements(family: str = PYTORCH) -> list[str]:
     import importlib.metadata as md
 
-    packages = ("torch", "pandas", "numpy", "scikit-learn", "mlflow")
-    return [f"{name}=={md.version(name)}" for name in packages] + ["mlops-assets"]
+    return [f"{name}=={md.version(name)}" for name in PACKAGES[family]] + ["mlops-assets"]
 
 
 def signature(input_example, predictions):
@@ -51,13 +72,13 @@ def signature(input_example, predictions):
     return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
 
 
-def log_pytorch_model(bundle_dir: Path, input_example, predictions):
-    """Log the bundle under the active run as `model`; returns mlflow's ModelInfo."""
+def log_flight_delay_model(bundle_dir: Path, input_example, predictions, family: str = PYTORCH):
+    """Log the saved bundle of `family` under the active run as `model`; returns mlflow's ModelInfo."""
     return mlflow.pyfunc.log_model(
         name="model",
-        python_model=FlightDelayModel(),
+        python_model=PYTHON_MODELS[family](),
         artifacts={BUNDLE: str(bundle_dir)},
         signature=signature(input_example, predictions),
         input_example=input_example,
-        pip_requirements=pip_requirements(),
+        pip_requirements=pip_requirements(family),
     )

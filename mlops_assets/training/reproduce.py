@@ -56,6 +56,11 @@ class RecordedTraining:
     shuffle_labels: bool
     device: str
     torch_threads: int | None
+    # The challenger's family (versions from before the families were recorded are networks) and, for
+    # the trees, the configuration, rounds and calibration days the run logged.
+    family: str = "pytorch_tabular"
+    trees: dict[str, Any] = field(default_factory=dict)
+    calibration_days: int = 7
 
 
 @dataclass
@@ -101,6 +106,21 @@ def _hyperparameters(params: dict[str, str]) -> HyperParameters:
     return HyperParameters(**values)
 
 
+def _trees(params: dict[str, str]) -> dict[str, Any]:
+    """The trees' configuration from the run's `trees.*` params (MLflow keeps params as text)."""
+    from mlops_assets.ml.boosting import TreeParams
+
+    defaults = TreeParams().to_dict()
+    values: dict[str, Any] = {}
+    for name, text in params.items():
+        if not name.startswith("trees."):
+            continue
+        key = name.removeprefix("trees.")
+        kind = type(defaults.get(key, 0.0)) if key != "iterations" else int
+        values[key] = kind(float(text)) if kind is int else kind(text)
+    return values
+
+
 def recorded_training(facts: CardFacts) -> RecordedTraining:
     window = _need(facts, "training_window").split("..")
     identity = TrainingSetIdentity(
@@ -124,6 +144,9 @@ def recorded_training(facts: CardFacts) -> RecordedTraining:
         shuffle_labels=facts.tag("negative_control") == "true",
         device=facts.tag("device") or "cpu",
         torch_threads=int(threads) if threads else None,
+        family=facts.tag("model_family") or "pytorch_tabular",
+        trees=_trees(params),
+        calibration_days=int(params.get("calibration_days", 7)),
     )
 
 
@@ -158,12 +181,27 @@ def retrain_and_score(
     computes them (plus the decision threshold chosen on the validation days)."""
     import torch
 
-    from mlops_assets.ml.metrics import classification_metrics
-    from mlops_assets.training.data import split_training_data
+    from mlops_assets.ml.metrics import classification_metrics, f1_threshold
+    from mlops_assets.training.challenger import TREES, fit_challenger_trees
+    from mlops_assets.training.data import prepared_arrays, split_training_data
     from mlops_assets.training.evaluation import holdout_inputs
     from mlops_assets.training.network import train_network
 
     data = split_training_data(frame, recorded.identity, recorded.holdout_days, recorded.valid_days)
+    inputs, labels = holdout_inputs(data)
+    if recorded.family == TREES:
+        say(
+            f"refitting the trees on train + validation: {recorded.trees}, calibrated on the last "
+            f"{recorded.calibration_days} validation days, seed {recorded.seed}"
+        )
+        boosted = fit_challenger_trees(
+            data, recorded.trees, recorded.calibration_days, recorded.seed, recorded.shuffle_labels
+        )
+        threshold = f1_threshold(prepared_arrays(data)[1]["valid"][2], boosted.valid_probabilities)
+        return {
+            **classification_metrics(labels, boosted.model.predict(inputs)),
+            "decision_threshold": threshold,
+        }
     if device.type == "cpu" and recorded.torch_threads:
         torch.set_num_threads(recorded.torch_threads)
     hp = recorded.hyperparameters
@@ -173,7 +211,6 @@ def retrain_and_score(
         + (", shuffled labels (negative control)" if recorded.shuffle_labels else "")
     )
     trained = train_network(data, hp, recorded.seed, device, recorded.shuffle_labels)
-    inputs, labels = holdout_inputs(data)
     metrics = classification_metrics(labels, trained.bundle().predict(inputs))
     return {**metrics, "decision_threshold": trained.decision_threshold}
 

@@ -1,6 +1,7 @@
 """The Feast part of the features stage: registry, online store and point-in-time training sets.
 
-- `features/feature_views`: `feast apply` of feature_repo/ (entities, views, the `flight_delay_v1` service).
+- `features/feature_views`: `feast apply` of feature_repo/ (entities, views, the services `flight_delay_v1`
+  and `flight_delay_v2`).
 - `features/online_store`: daily; Feast materialization of the partition window into the online store.
 - `features/training_set`: a configured window of fct_flights, joined point-in-time with the feature
   service's features (Feast `get_historical_features`), written to the lake as Parquet.
@@ -43,7 +44,8 @@ OWNERS = ML_OWNERS
         "`feast apply` of feature_repo/: entities flight, carrier, origin, dest, route; file sources over "
         "the Parquet folders of features/flight_features; feature views flight_schedule (TTL 2 d), "
         "`delay_stats_<carrier|origin|dest|route>` (TTL 2 h) and weather_hourly (TTL 3 h); and the feature "
-        "service flight_delay_v1 in the profile's registry."
+        "services flight_delay_v1 and flight_delay_v2 (v1 plus wind direction and 3-hour weather changes) in "
+        "the profile's registry."
     ),
     automation_condition=dg.AutomationCondition.eager(),
     # `feast apply` writes the online store's tables too: with a materialization running, SQLite said
@@ -124,7 +126,7 @@ def online_store(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.
 class TrainingSetConfig(dg.Config):
     start_date: str = Field(default="2013-01-01", description="First local flight_date (inclusive).")
     end_date: str = Field(default="2013-03-31", description="Last local flight_date (inclusive).")
-    feature_service: str = Field(default="flight_delay_v1", description="Feast feature service to join.")
+    feature_service: str = Field(default="flight_delay_v2", description="Feast feature service to join.")
 
 
 @dg.asset(
@@ -136,7 +138,7 @@ class TrainingSetConfig(dg.Config):
     description=(
         "Training set of a configured window: labelled flights from fct_flights (prediction time = "
         "scheduled departure - 2 h; cancelled/diverted excluded) joined point-in-time with the features "
-        "of a Feast feature service (default flight_delay_v1). Feast takes, per view, the latest row at or "
+        "of a Feast feature service (default flight_delay_v2). Feast takes, per view, the latest row at or "
         "before the prediction time and within the view's TTL, so no feature comes from the future. "
         "Written once to the lake at a content-addressed key, `features/training_set/<start>_<end>_<hash>"
         ".parquet`; the materialization's metadata (training_set/key, sha256, window) is the identity "

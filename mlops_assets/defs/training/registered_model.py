@@ -19,7 +19,11 @@ class RegistryConfig(dg.Config):
     min_auc_gain: float = Field(default=0.002, description="ROC-AUC the challenger must add to the champion.")
     ece_tolerance: float = Field(default=0.01, description="How much worse calibrated (ECE) it may be.")
     floor_baseline: str = Field(
-        default="logistic_regression", description="The baseline the first model must beat (no champion yet)."
+        default="hist_gradient_boosting",
+        description=(
+            "The baseline the first model must beat (no champion yet): by default the trees of the "
+            "validated grid, fitted on the training days only, the strongest plain competitor."
+        ),
     )
     floor_margin: float = Field(default=0.0, description="ROC-AUC the first model must add to the floor.")
 
