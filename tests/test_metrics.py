@@ -161,3 +161,22 @@ def test_the_exporter_reads_at_most_every_max_age_seconds(champion_home):
         assert value(second, age, daemon="SENSOR") == float("inf")
         tick = "mlops_dagster_instigator_last_tick_age_seconds"
         assert value(second, tick, kind="sensor", name="retraining_sensor") == float("inf")
+
+
+def test_the_exporter_follows_the_code_locations_assets_and_instigators():
+    """The exporter names what it watches; this keeps the names in step with the Definitions (a renamed
+    asset or sensor would otherwise vanish from the dashboards without an error)."""
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.monitoring import exporter
+
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    daily = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None
+    }
+    # dbt's staging models are not watched on their own: fct_flights, built from them in the same dbt
+    # step, carries the step's freshness.
+    assert set(exporter.DAILY_ASSETS) == daily - {"stg_flights", "stg_weather"}
+    sensors = {sensor.name for sensor in defs.sensors or []}
+    assert set(exporter.SENSORS) <= sensors
+    assert set(exporter.SCHEDULES) == {schedule.name for schedule in defs.schedules or []}
