@@ -429,6 +429,8 @@ STAGES = [
         ops={"models__tuned_hyperparameters": {"config": TUNING}},
         delay_s=5.0,
         resources=PLAN,
+        # the model step reads the baselines' record (the trees' configuration): made once, not killed
+        then="models/baselines",
     ),
     Stage(
         "training",
@@ -441,8 +443,8 @@ STAGES = [
         },
         delay_s=1.5,
         resources=PLAN,
-        # the champion that batch predictions need (the baselines cost a minute: once, not killed)
-        then="models/baselines,models/model_evaluation,models/registered_model",
+        # the champion that batch predictions need
+        then="models/model_evaluation,models/registered_model",
     ),
     Stage(
         "batch predictions",

@@ -765,7 +765,7 @@ def test_what_a_client_may_add_to_a_json_body_is_still_scored(client, flights):
 
 
 def test_the_quick_path_answers_as_the_route_byte_for_byte(client, flights, monkeypatch):
-    """POST /predict sent as application/json is answered by QuickPredict (app.py) without FastAPI's
+    """POST /predict sent as application/json is answered by QuickPredict (middleware.py) without FastAPI's
     route; with a charset parameter it goes through the route. Both give the same status, headers and
     bytes: a prediction, an unknown flight and an unknown airport (raised while scoring), a malformed
     flight (the quick path hands it to the route)."""
