@@ -75,6 +75,9 @@ def model_evaluation(
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     holdout = data.split.holdout
     inputs, labels = holdout_inputs(data)
+    # The models load through the mlflow module's own store: point it at this run's before loading (a run
+    # of this step alone has nothing else that would).
+    mlflow.activate()
     scores = score_models(mlflow, inputs, model_record.body, baselines_record.body)
     metrics = {name: classification_metrics(labels, p) for name, (p, _) in scores.items()}
     comparison = pd.DataFrame([{"model": name, **m} for name, m in metrics.items()])
