@@ -6,6 +6,7 @@ Prometheus itself scraping both, the dashboards' queries and the alerts: tests/t
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -85,6 +86,36 @@ def test_metrics_count_each_answer_by_endpoint_status_and_kind(champion_home, fl
     assert "AA1234" not in text and good[0]["carrier"] + '"' not in text and "XXX" not in text
     labels = {dict(key[1]).get("endpoint") for key in found} - {None}
     assert labels <= {"/predict", "/predict/batch", "/health", "/metrics", "other"}
+
+
+# After Feast's metrics module (which sets PROMETHEUS_MULTIPROC_DIR, as an online read imports it), two
+# services' metrics in one process: each counts its own, in memory, however the variable was found.
+_TWO_SERVICES = """
+import os, feast.metrics
+assert os.environ["PROMETHEUS_MULTIPROC_DIR"]
+from prometheus_client import values
+assert values.ValueClass is not values.MutexValue  # what prometheus_client chose from the variable
+from mlops_assets.serving.metrics import ServiceMetrics
+first, second = ServiceMetrics(), ServiceMetrics()
+first.observe_request("/predict", 200, 0.001)
+first.observe_request("/predict", 599, 0.001)  # a pair first seen after construction
+child = second._latency["/predict"][200]
+assert type(child._sum) is values.MutexValue, type(child._sum)
+mine = first._latency["/predict"]
+print(child._sum.get(), mine[200]._sum.get(), mine[599]._sum.get())
+"""
+
+
+def test_each_service_keeps_its_values_in_memory_after_feast_set_the_multiprocess_folder():
+    """Guards `keep_values_in_process` (prometheus_client's `values.ValueClass`): a release that renamed
+    it, or stopped reading it per metric, fails here."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("prometheus_multiproc")}
+    done = subprocess.run([sys.executable, "-c", _TWO_SERVICES], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0.0", "0.001", "0.001"]
 
 
 def test_without_metrics_there_is_no_metrics_endpoint(champion_home, flights):

@@ -98,9 +98,13 @@ def test_card_shows_the_registered_figures(registered, cli_home, capsys, tmp_pat
         assert _row(card, family) == [f"{baseline.data.metrics[f'holdout_{m}']:.4f}" for m in HOLDOUT_COLUMNS]
     assert f"training set sha256: `{version.tags['training_set.sha256']}`" in card
     assert f"training window: {'..'.join(TRAINING_WINDOW)}" in card
-    assert "feature service: `flight_delay_v1`" in card
+    assert run.data.tags["feature_service"] == "flight_delay_v2"  # the default training set's
+    assert f"feature service: `{run.data.tags['feature_service']}`" in card
     assert f"| learning_rate | {run.data.params['learning_rate']} |" in card
-    assert f"decision: **{version.tags['gate']}**" in card and "compared with: logistic_regression" in card
+    # The first version has no champion: the gate compared it with the floor baseline.
+    assert version.tags["gate.compared_with"] in ("logistic_regression", "hist_gradient_boosting")
+    assert f"decision: **{version.tags['gate']}**" in card
+    assert f"compared with: {version.tags['gate.compared_with']}" in card
     assert "<svg" in card and "<polyline" in card  # the calibration plot, drawn from the logged table
     assert _row(card, "JFK") and _row(card, "UA")  # per origin and per carrier
     assert "February 2013 - December 2013" in card and "It saw only part of: January 2013" in card

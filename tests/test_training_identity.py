@@ -133,7 +133,7 @@ def test_a_reader_names_the_records_it_consumed(home, chain_on_a):
         # The chain is the last run that wrote these records: the hash is of the bytes in the lake.
         assert metadata["record_sha256"] == hashlib.sha256((home / "lake" / path).read_bytes()).hexdigest()
         written[key] = {"key": path, "sha256": metadata["record_sha256"], "run_id": chain_on_a.run_id}
-    for reader, upstreams in ((MODEL, [TUNED]), (EVALUATION, [MODEL, BASELINES])):
+    for reader, upstreams in ((MODEL, [TUNED, BASELINES]), (EVALUATION, [MODEL, BASELINES])):
         consumed = recorded(chain_on_a, reader)["consumed_records"]
         assert [{k: r[k] for k in ("key", "sha256", "run_id")} for r in consumed] == [
             written[key] for key in upstreams

@@ -56,6 +56,23 @@ STORE_DETAIL = "the online feature store cannot be read"
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,47}")  # an error type as the service and pydantic name them
 
 
+def keep_values_in_process() -> None:
+    """Makes the metrics created from now on keep their values in this process's memory.
+
+    prometheus_client picks where values live once, process-wide, when it is first imported: in memory,
+    or in files of PROMETHEUS_MULTIPROC_DIR when that is set. Feast 0.67 sets it (to a temporary folder
+    that the process which made it deletes at exit) the first time `feast.metrics` is imported, which an
+    online read or a materialization does, and child processes inherit it. In files, every metric of one
+    name in the process shares its values (two apps in one process count each other's requests) and a
+    label pair first seen after that folder is gone cannot be counted. The service exports its own
+    registry from one process, so memory is right; Feast's own metrics stay off (they are opt-in).
+    `values.ValueClass` is read each time a metric or child is made; tests/test_metrics.py guards it."""
+    from prometheus_client import values
+
+    if values.ValueClass is not values.MutexValue:
+        values.ValueClass = values.MutexValue
+
+
 class ServiceMetrics:
     """The service's metrics in their own registry (one app, one registry: tests build many apps in one
     process, and the process-wide default registry would refuse the second set of names)."""
@@ -65,6 +82,7 @@ class ServiceMetrics:
         # need them to compute rates). prometheus_client's switch is process-wide: this is the service's
         # process, and nothing else in it reads them.
         disable_created_metrics()
+        keep_values_in_process()
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram(
             "mlops_serving_request_duration_seconds",
