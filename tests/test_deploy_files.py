@@ -46,6 +46,7 @@ NOT_DEPLOYED = {
     "MLOPS_SPARK_MASTER": "the alternative to MLOPS_SPARK_REMOTE (a JVM driver in the step), which both set",
     "MLOPS_FEATURE_SOURCE_ROOT": "overrides the lake for the `feast` CLI run by hand (feature_repo/repo.py)",
     "MLOPS_SERVE_WORKER_CONFIG": "set by `mlops serve` itself for its worker processes",
+    "MLOPS_SPARK_STAGING_DIR": "for a Spark cluster without an S3 connector; the deployed one has hadoop-aws",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_KEY$")
 

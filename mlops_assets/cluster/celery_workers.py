@@ -50,7 +50,7 @@ def daemons(spec: CeleryWorkersSpec, folder: ClusterDir) -> list[Daemon]:
             command=[
                 celery,
                 "-A",
-                "dagster_celery.app",
+                "mlops_assets.cluster.celery_app",
                 "-b",
                 spec.broker,
                 "worker",

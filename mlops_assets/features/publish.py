@@ -4,7 +4,9 @@
 Spark writes each table partitioned by day into a staging folder next to the tables; each day's file is
 then moved into place with one rename (atomic: a reader sees the old file or the new one, never half).
 With an S3 lake and an embedded Spark session (which has no S3 connector: pyspark ships no hadoop-aws
-jar), the staging folder is local scratch space and each day's file is uploaded with one PUT instead.
+jar), the staging folder is local scratch space and each day's file is uploaded with one PUT instead; a
+Spark cluster without an S3 connector does the same through a folder it shares with the step
+(`SparkResource.staging_dir`).
 """
 
 import datetime as dt
@@ -30,9 +32,12 @@ def staging_store(lake: ObjectStore, spark: SparkResource, scratch: Path) -> Obj
     """Where Spark writes before the files are published: next to the tables in a local lake, or in an
     S3 lake when Spark is a cluster (Spark Connect) with its own S3 connector; an embedded session has
     none (no hadoop-aws jar ships with pyspark), so it writes to local scratch space and the files are
-    uploaded through the lake."""
-    if isinstance(lake, LocalObjectStore) or spark.is_remote:
+    uploaded through the lake. A cluster without an S3 connector writes to `spark.staging_dir`, a folder
+    its executors share with the step, and the files are uploaded from there."""
+    if isinstance(lake, LocalObjectStore):
         return lake
+    if spark.is_remote:
+        return LocalObjectStore(root=spark.staging_dir) if spark.staging_dir else lake
     return LocalObjectStore(root=str(scratch))
 
 

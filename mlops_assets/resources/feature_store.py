@@ -149,13 +149,13 @@ class FeastResource(dg.ConfigurableResource):
             from feast import FeatureStore
 
             store = FeatureStore(config=self.repo_config())
-            with self._registry_endpoint():
+            with self.registry_endpoint():
                 _ = store.registry  # created now, while the endpoint is set; it keeps its S3 client
             self._store = store
         return self._store
 
     @contextlib.contextmanager
-    def _registry_endpoint(self) -> Iterator[None]:
+    def registry_endpoint(self) -> Iterator[None]:
         """FEAST_S3_ENDPOINT_URL set to `s3_endpoint_url` while the registry is created (and only then),
         unless the environment already names one: the S3 registry reads nothing else."""
         if self.profile != "production" or not self.s3_endpoint_url or os.environ.get(FEAST_S3_ENDPOINT_ENV):

@@ -50,6 +50,13 @@ class SparkResource(dg.ConfigurableResource):
         description="spark.driver.memory of an embedded session (e.g. 4g); Spark's default if unset.",
     )
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark configuration.")
+    staging_dir: str | None = Field(
+        default=None,
+        description=(
+            "A folder that the Spark cluster's executors and the step's process both reach (a shared mount), "
+            "where a cluster without an S3 connector writes before the step uploads to an S3 lake."
+        ),
+    )
 
     _session: Any = PrivateAttr(default=None)
 
@@ -90,13 +97,16 @@ class SparkResource(dg.ConfigurableResource):
 
 SPARK_REMOTE_ENV = "MLOPS_SPARK_REMOTE"
 SPARK_MASTER_ENV = "MLOPS_SPARK_MASTER"
+SPARK_STAGING_ENV = "MLOPS_SPARK_STAGING_DIR"
 
 
 def spark_resource(settings: Settings | None = None) -> SparkResource:
     """MLOPS_SPARK_REMOTE (a Spark Connect URL, e.g. sc://spark-connect:15002) wins over MLOPS_SPARK_MASTER
-    (default `local[2]`), in either profile."""
+    (default `local[2]`), in either profile. MLOPS_SPARK_STAGING_DIR: the shared folder of a Connect
+    cluster that cannot write to S3 itself (such as the one `mlops cluster up` starts from the pyspark
+    wheel, which has no hadoop-aws)."""
     remote = env_setting(SPARK_REMOTE_ENV)
     if remote is not None:
-        return SparkResource(remote=remote)
+        return SparkResource(remote=remote, staging_dir=env_setting(SPARK_STAGING_ENV))
     master = env_setting(SPARK_MASTER_ENV)
     return SparkResource(master=master) if master is not None else SparkResource()

@@ -50,7 +50,8 @@ def serving_store(feast: FeastResource):
     config = feast.repo_config()
     config.registry.cache_ttl_seconds = 0
     store = FeatureStore(config=config)
-    store.registry.cached_registry_proto_ttl = dt.timedelta(0)
+    with feast.registry_endpoint():  # an S3 registry at MLOPS_S3_ENDPOINT_URL (MinIO, moto), not AWS's
+        store.registry.cached_registry_proto_ttl = dt.timedelta(0)
     return store
 
 
