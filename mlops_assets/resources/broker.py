@@ -205,10 +205,11 @@ class _RabbitSubscriber:
             self.channel.basic_ack(delivery_tag=delivery.tag, multiple=True)
 
 
-def broker_resource(settings: Settings) -> MessageBroker:
-    """RabbitMQ in both profiles: the loopback default locally, MLOPS_BROKER_URL (an EnvVar) when set."""
+def broker_resource(settings: Settings, **topology: str) -> MessageBroker:
+    """RabbitMQ in both profiles: the loopback default locally, MLOPS_BROKER_URL (an EnvVar) when set.
+    `topology`: exchange and queue names other than the defaults."""
     del settings  # one implementation tested here; a Kafka one would be picked by the profile
-    return RabbitMQBroker(url=env_setting(BROKER_URL_ENV, LOCAL_BROKER_URL))
+    return RabbitMQBroker(url=env_setting(BROKER_URL_ENV, LOCAL_BROKER_URL), **topology)
 
 
 def resolved_broker(broker: MessageBroker) -> MessageBroker:

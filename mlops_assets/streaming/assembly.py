@@ -3,10 +3,11 @@
 The watermark is the latest event time consumed (the producer publishes in event-time order and ticks the
 clock every hour, so it moves on when nothing else happens).
 
-- flights of day D are complete when every flight scheduled that day (all schedules of D are published at
-  D-1 00:00, so they are all in once the watermark has passed that instant) has its outcome: an arrival,
-  a cancellation or a diversion. A flight whose outcome never comes does not hold the day forever: at
-  D+2 00:00 the day closes with what is known (its outcome columns 'NA').
+- flights of day D are complete when as many flights as the day's schedule manifest announces each have
+  their schedule and their outcome (an arrival, a cancellation or a diversion). Counting, not the
+  watermark, decides, so a redelivery that brings events out of order cannot close a day early. A flight
+  whose outcome never comes does not hold the day forever: once the watermark is past D+2 00:00 the day
+  closes with what is known (outcome columns 'NA'; a flight never scheduled is missing).
 - weather of day D is complete just after D+1 00:00 local: the observation of 23:00 is known then (the
   next event, at the latest the next clock tick, closes it).
 
@@ -32,12 +33,20 @@ class DayAssembler:
         self.watermark: dt.datetime | None = None
         # (table, day) -> row key -> (upstream order, fields so far, outcome known)
         self.rows: dict[tuple[str, str], dict[str, tuple[int, dict[str, str], bool]]] = {}
+        self.expected: dict[str, int] = {}  # day -> flights its schedule manifest announces
         self.landed: set[tuple[str, str]] = set()
         self.late = 0
 
     def apply(self, event: StreamEvent) -> None:
         if self.watermark is None or event.time > self.watermark:
             self.watermark = event.time
+        if event.kind == "schedule.published":
+            day = event.fields["day"]
+            if ("flights", day) not in self.landed:
+                self.expected[day] = int(event.fields["flights"])
+                self.rows.setdefault(("flights", day), {})
+                self.rows.setdefault(("weather", day), {})
+            return
         if event.table is None:
             return
         key, day = _row_key_and_day(event)
@@ -64,9 +73,10 @@ class DayAssembler:
                 # Strictly after: other events of that same instant may still come after the watermark's.
                 ready = self.watermark > local_midnight(start + dt.timedelta(days=1))
             else:
-                scheduled = self.watermark > local_midnight(start - dt.timedelta(days=1))
-                outcomes = all(known for _, _, known in self.rows[(table, day)].values())
-                ready = (scheduled and outcomes) or self.watermark > local_midnight(start + dt.timedelta(2))
+                rows = self.rows[(table, day)].values()
+                whole = sum(1 for _, fields, known in rows if known and "year" in fields)
+                counted = day in self.expected and whole == self.expected[day] == len(rows)
+                ready = counted or self.watermark > local_midnight(start + dt.timedelta(days=2))
             if ready:
                 done.append((table, day))
         return done
@@ -87,6 +97,8 @@ class DayAssembler:
     def mark_landed(self, table: str, day: str) -> None:
         self.landed.add((table, day))
         self.rows.pop((table, day), None)  # a landed day's rows are in the file; memory stays a few days
+        if table == "flights":
+            self.expected.pop(day, None)
 
 
 def _row_key_and_day(event: StreamEvent) -> tuple[str, str]:

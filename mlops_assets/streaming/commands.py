@@ -24,10 +24,7 @@ def _broker(args: argparse.Namespace):
     from mlops_assets.lib.settings import load_settings
     from mlops_assets.resources.broker import broker_resource, resolved_broker
 
-    broker = broker_resource(load_settings()).model_copy(
-        update={"exchange": args.exchange, "queue": args.queue}
-    )
-    return resolved_broker(broker)
+    return resolved_broker(broker_resource(load_settings(), exchange=args.exchange, queue=args.queue))
 
 
 def cmd_stream(args: argparse.Namespace) -> int:

@@ -98,10 +98,11 @@ class LakeConsumer:
                                 self.stop.set()
                             continue
                         idle_since = time.monotonic()
-                        applied = self.write_batch(deliveries)
-                        source.ack_through(deliveries[-1])
-                        for event in applied:
+                        # Applied before the acknowledgement: should the ack fail, the batch comes back as
+                        # duplicates, which are dropped, so its events must already be in the day state.
+                        for event in self.write_batch(deliveries):
                             self.days.apply(event)
+                        source.ack_through(deliveries[-1])
                         self.land_complete_days()
             except BrokerDisconnected as error:
                 # Unacknowledged messages go back to the queue; recorded ones come back as duplicates.
@@ -112,7 +113,7 @@ class LakeConsumer:
         return self.stats
 
     def write_batch(self, deliveries) -> list[StreamEvent]:
-        """Write the new events of a batch durably; returns them (not yet applied to the day state)."""
+        """Write the new events of a batch durably and record their ids; returns the new events."""
         records, rejected, fresh, ids = [], [], [], set()
         for delivery in deliveries:
             try:

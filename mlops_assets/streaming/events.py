@@ -2,7 +2,8 @@
 
 | kind | event time (when it is known) | fields it carries |
 | --- | --- | --- |
-| `flight.scheduled` | local midnight of the day before the departure day | the schedule columns |
+| `schedule.published` | local midnight of the day before the departure day | day, number of flights |
+| `flight.scheduled` | the same instant | the schedule columns |
 | `flight.departed` | the actual departure (scheduled + dep_delay) | dep_time, dep_delay |
 | `flight.arrived` | the actual arrival (arr_time, destination's clock) | arr_time, arr_delay, air_time |
 | `flight.cancelled` | the scheduled departure (it did not leave) | the outcome columns, all NA |
@@ -124,6 +125,19 @@ def weather_event(row: dict[str, str], order: int) -> StreamEvent:
     )
 
 
+def schedule_manifests(flights) -> list[StreamEvent]:
+    """One event per day: how many flights its schedule holds. With it the consumer knows a day's flights
+    are all in by counting, whatever order redeliveries bring them in."""
+    counts = flights.groupby(["year", "month", "day"], sort=True).size()
+    manifests = []
+    for (year, month, day), number in counts.items():
+        date = dt.date(int(year), int(month), int(day))
+        published = local_midnight(date - dt.timedelta(days=1))
+        fields = {"day": date.isoformat(), "flights": str(int(number))}
+        manifests.append(StreamEvent(f"schedule/{date}/published", "schedule.published", published, fields))
+    return manifests
+
+
 def clock_events(first: dt.datetime, last: dt.datetime) -> Iterator[StreamEvent]:
     tick = first.replace(minute=0, second=0, microsecond=0)
     while tick <= last:
@@ -147,8 +161,10 @@ def window_events(start: dt.date, end: dt.date) -> list[StreamEvent]:
         rows = frame[mask]
         for order, row in zip(rows.index.tolist(), rows.to_dict("records"), strict=True):
             events += flight_events(row, order, zones) if table == "flights" else [weather_event(row, order)]
+        if table == "flights":
+            events += schedule_manifests(rows)
     first = local_midnight(start - dt.timedelta(days=1))
     events += clock_events(first, max(e.time for e in events))
     # Clock ticks sort after the events of their instant, so a tick closes what happened at that instant.
-    rank = {"flight.scheduled": 0, "clock.tick": 2}
+    rank = {"schedule.published": 0, "flight.scheduled": 0, "clock.tick": 2}
     return sorted(events, key=lambda e: (e.time, rank.get(e.kind, 1), e.order))
