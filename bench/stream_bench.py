@@ -8,6 +8,7 @@ process (`mlops stream consume`), as in production; the producer runs in this pr
 - throughput: the day's events published as fast as the broker confirms them; events/s from the first
   publish until the last event is in the lake, and the consumer's CPU seconds per 1,000 events (user +
   system of its process over that span, from /proc).
+- drain: the producer alone into the queue, then the consumer alone from the full queue into the lake.
 - latency: the same day at speed 7200 (about 200 events/s at the busiest hour); publish -> lake latency
   of each event = the batch's write time minus the producer's publish time, p50 and p99.
 - faults: the same day at speed 3600 while the consumer is killed with SIGKILL every --kill-every s
@@ -110,6 +111,30 @@ def throughput(events) -> dict[str, float]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def drain(events) -> dict[str, float]:
+    """The producer alone (publish into the queue with no consumer), then the consumer alone (a full queue
+    into the lake): which side bounds the end-to-end rate."""
+    broker, home = fresh("drain")
+    try:
+        started = time.monotonic()
+        publish_events(broker, events, speed=0, log=lambda _: None)
+        published = time.monotonic() - started
+        consumer = Consumer(home, broker)
+        consumer.wait_ready()
+        cpu_before, started = cpu_seconds(consumer.process.pid), time.monotonic()
+        wait_for(home, len(events))
+        elapsed, cpu = time.monotonic() - started, cpu_seconds(consumer.process.pid) - cpu_before
+        consumer.stop()
+        return {
+            "producer_alone_per_s": len(events) / published,
+            "consumer_alone_per_s": len(events) / elapsed,
+            "consumer_alone_cpu_ms_per_1000": 1e6 * cpu / len(events),
+        }
+    finally:
+        broker.delete()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def latency(events, start: dt.date) -> dict[str, float]:
     broker, home = fresh("latency")
     try:
@@ -182,7 +207,7 @@ def main() -> None:
     print(f"{len(events)} events of {args.day}; {os.cpu_count()} CPU(s); RabbitMQ quorum queue")
     runs: list[dict[str, float]] = []
     for number in range(args.repeats):
-        run = {**throughput(events), **latency(events, args.day)}
+        run = {**throughput(events), **drain(events), **latency(events, args.day)}
         run.update(faults(events, args.day, args.kill_every, args.cut_every))
         print(f"repeat {number + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in run.items()))
         sys.stdout.flush()

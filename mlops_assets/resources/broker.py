@@ -181,11 +181,11 @@ class _RabbitSubscriber:
                 self._messages = self.channel.consume(self.queue, inactivity_timeout=0.05)
             deadline = time.monotonic() + max_wait_s
             batch: list[Delivery] = []
-            while len(batch) < max_count:
+            # The deadline holds whether messages trickle in or not: a steady trickle must not hold a batch
+            # (and its latency) until it is full.
+            while len(batch) < max_count and time.monotonic() < deadline:
                 method, properties, body = next(self._messages)
                 if method is None:
-                    if time.monotonic() >= deadline:
-                        break
                     continue
                 headers = properties.headers or {}
                 published = headers.get("published_at")

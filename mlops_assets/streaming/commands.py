@@ -14,6 +14,8 @@ HELP = """examples:
         publish the week's events in event-time order, a day of 2013 every 2.4 minutes
   mlops stream consume
         write every event once into the lake, land each completed day in the landing zone
+  mlops stream consume --online
+        the same, and each hour's weather features pushed to the online store as they come
   mlops stream consume --exit-when-idle 30
         the same, stopping after 30 s without a message
 The broker is MLOPS_BROKER_URL (default amqp://guest:guest@127.0.0.1:5672/%2F, RabbitMQ);
@@ -55,6 +57,7 @@ def consume(args: argparse.Namespace) -> int:
         max_wait_s=args.max_wait,
         exit_when_idle_s=args.exit_when_idle,
         crash_after_batches=args.crash_after_batches,
+        online_feast=_online_feast() if args.online else None,
     )
     consumer = LakeConsumer(
         _broker(args), profile_store("lake"), profile_store("landing_zone"), args.name, options, _flushed
@@ -67,8 +70,19 @@ def consume(args: argparse.Namespace) -> int:
         f"consumed for {time.monotonic() - started:.1f}s: {stats.written} event(s) written in "
         f"{stats.batches} batch(es), {stats.duplicates} duplicate(s) dropped, {stats.rejected} rejected, "
         f"{len(stats.landed)} day file(s) landed, {stats.reconnects} reconnect(s), {consumer.days.late} late"
+        + (f", {consumer.weather.pushed} weather row(s) pushed online" if consumer.weather else "")
     )
     return 0
+
+
+def _online_feast():
+    import dagster as dg
+
+    from mlops_assets.lib.settings import load_settings
+    from mlops_assets.resources.feature_store import feast_resource
+
+    with dg.build_resources({"feast": feast_resource(load_settings())}) as built:
+        return built.feast
 
 
 def _flushed(line: str) -> None:
@@ -108,6 +122,11 @@ def add_stream_command(commands) -> None:
     )
     stream.add_argument(
         "--exit-when-idle", type=float, metavar="S", help="consume: stop after S s without a message"
+    )
+    stream.add_argument(
+        "--online",
+        action="store_true",
+        help="consume: also push each hour's weather features to the online store (after feast apply)",
     )
     # For the crash tests: SIGKILL itself between a batch's durable write and its acknowledgement.
     stream.add_argument("--crash-after-batches", type=int, help=argparse.SUPPRESS)

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlops_assets.ingestion.layout import landing_key
 from mlops_assets.resources.broker import BrokerDisconnected, MessageBroker
@@ -51,6 +52,9 @@ class ConsumerOptions:
     # Testing the crash window between a durable write and its acknowledgement: SIGKILL this process
     # right after writing this many batches, before acknowledging the last of them.
     crash_after_batches: int | None = None
+    # Push each hour's weather features to the online store as it is consumed (online_weather.py); a
+    # FeastResource whose registry has been applied.
+    online_feast: Any = None
 
 
 class LakeConsumer:
@@ -70,12 +74,19 @@ class LakeConsumer:
         self.stop = threading.Event()
         self.seen: set[str] = set()
         self.days = DayAssembler()
+        self.weather = None
+        if self.options.online_feast is not None:
+            from mlops_assets.streaming.online_weather import WeatherFollower
+
+            self.weather = WeatherFollower(self.options.online_feast)
 
     def recover(self) -> None:
         """The ids already written and the state of the open days, from the lake alone."""
         for raw in self.record.records():
             self.seen.add(raw["id"])
             self.days.apply(StreamEvent.from_json(raw))
+            if self.weather is not None and raw["kind"] == "weather.observed":
+                self.weather.remember([raw["fields"]])
         for table, day in list(self.days.rows):
             if self.landing_zone.exists(landing_key(table, day)):
                 self.days.mark_landed(table, day)  # landed before the restart: its file stays as it is
@@ -100,10 +111,12 @@ class LakeConsumer:
                         idle_since = time.monotonic()
                         # Applied before the acknowledgement: should the ack fail, the batch comes back as
                         # duplicates, which are dropped, so its events must already be in the day state.
-                        for event in self.write_batch(deliveries):
+                        fresh = self.write_batch(deliveries)
+                        for event in fresh:
                             self.days.apply(event)
                         source.ack_through(deliveries[-1])
                         self.land_complete_days()
+                        self.follow_online(fresh)
             except BrokerDisconnected as error:
                 # Unacknowledged messages go back to the queue; recorded ones come back as duplicates.
                 self.stats.reconnects += 1
@@ -142,6 +155,15 @@ class LakeConsumer:
             if self.options.crash_after_batches == self.stats.batches:
                 os.kill(os.getpid(), signal.SIGKILL)
         return fresh
+
+    def follow_online(self, fresh: list[StreamEvent]) -> None:
+        """Best effort: the lake is the record; an hour that fails to push is superseded within the hour."""
+        if self.weather is None:
+            return
+        try:
+            self.weather.observe([e.fields for e in fresh if e.kind == "weather.observed"])
+        except Exception as error:  # the online store must not stop the lake's ingestion
+            self.log(f"online push failed ({error!r}); the next hour supersedes it")
 
     def land_complete_days(self) -> None:
         for table, day in self.days.complete():
