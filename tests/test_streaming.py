@@ -146,6 +146,25 @@ def test_events_out_of_order_cannot_close_a_day_early(tmp_path, day_events):
     assert days.day_file("flights", DAY.isoformat()) == delivered_files(tmp_path, DAY, DAY)[key]
 
 
+def test_the_producer_never_publishes_an_event_before_its_time(broker, day_events):
+    """At speed 36000 an hour of 2013 is 0.1 s: each event's publish time, read back from the broker,
+    is no earlier than its event time on the replayed clock (the first day's schedules, known the day
+    before, go out at once)."""
+    speed, clock_start = 36000.0, local_midnight(DAY)
+    morning = [e for e in day_events if e.time < clock_start + dt.timedelta(hours=8)]
+    started = time.time()
+    publish_events(broker, morning, speed=speed, clock_start=clock_start)
+    with broker.subscriber(prefetch=1000) as source:
+        deliveries = []
+        while batch := source.fetch(500, 0.5):
+            deliveries += batch
+            source.ack_through(batch[-1])
+    due = {e.id: started + max((e.time - clock_start).total_seconds(), 0) / speed for e in morning}
+    early = [d.message_id for d in deliveries if d.published_at < due[d.message_id] - 0.002]
+    assert len(deliveries) == len(morning) and early == []
+    assert max(d.published_at for d in deliveries) - started >= 7 * 3600 / speed  # it did wait
+
+
 def test_a_streamed_day_is_the_same_raw_partition_as_its_delivery(broker, tmp_path, day_events):
     from tests.conftest import materialize_raw
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import signal
-import sys
 import time
 
 DEFAULT_NAME = "lake"
@@ -34,12 +33,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from mlops_assets.streaming.events import local_midnight, window_events
+    from mlops_assets.streaming.events import iter_window_events, local_midnight
     from mlops_assets.streaming.producer import publish_events
 
-    events = window_events(args.start, args.end)
-    print(f"{len(events)} event(s) of {args.start}..{args.end} at speed {args.speed:g} to {args.exchange}")
-    sys.stdout.flush()
+    print(f"the events of {args.start}..{args.end} at speed {args.speed:g} to {args.exchange}", flush=True)
+    events = iter_window_events(args.start, args.end)
     summary = publish_events(
         _broker(args), events, args.speed, log=_flushed, clock_start=local_midnight(args.start)
     )

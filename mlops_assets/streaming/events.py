@@ -145,26 +145,64 @@ def clock_events(first: dt.datetime, last: dt.datetime) -> Iterator[StreamEvent]
         tick += dt.timedelta(hours=1)
 
 
+# Clock ticks sort after the events of their instant, so a tick closes what happened at that instant.
+RANK = {"schedule.published": 0, "flight.scheduled": 0, "clock.tick": 2}
+
+
+def _sort_key(event: StreamEvent) -> tuple[dt.datetime, int, int]:
+    return (event.time, RANK.get(event.kind, 1), event.order)
+
+
 def window_events(start: dt.date, end: dt.date) -> list[StreamEvent]:
     """Every event of the flights scheduled and the weather observed on days start..end (local), in
     event-time order (ties keep schedule < outcome order of the upstream rows)."""
+    return list(iter_window_events(start, end))
+
+
+def iter_window_events(start: dt.date, end: dt.date) -> Iterator[StreamEvent]:
+    """The same, generated a day at a time (months of events would not fit comfortably in memory).
+
+    Every event of day D+1 or later happens at or after local midnight of D (its schedule is published
+    then), so before D+1's events are made, every pending event earlier than that instant is final."""
+    import heapq
+
     from mlops_assets.lib.calendar import days_between
     from mlops_assets.lib.nycflights import read_table_text
 
-    wanted = {(str(d.year), str(d.month), str(d.day)) for d in days_between(start, end)}
     airports = read_table_text("airports")
     zones = dict(zip(airports["faa"], airports["tzone"], strict=True))
-    events: list[StreamEvent] = []
+    tables = {}
     for table in ("flights", "weather"):
         frame = read_table_text(table)
-        mask = [k in wanted for k in zip(frame["year"], frame["month"], frame["day"], strict=True)]
-        rows = frame[mask]
-        for order, row in zip(rows.index.tolist(), rows.to_dict("records"), strict=True):
-            events += flight_events(row, order, zones) if table == "flights" else [weather_event(row, order)]
-        if table == "flights":
-            events += schedule_manifests(rows)
-    first = local_midnight(start - dt.timedelta(days=1))
-    events += clock_events(first, max(e.time for e in events))
-    # Clock ticks sort after the events of their instant, so a tick closes what happened at that instant.
-    rank = {"schedule.published": 0, "flight.scheduled": 0, "clock.tick": 2}
-    return sorted(events, key=lambda e: (e.time, rank.get(e.kind, 1), e.order))
+        tables[table] = dict(iter(frame.groupby(["year", "month", "day"], sort=False)))
+    pending: list[tuple[tuple, int, StreamEvent]] = []
+    sequence = 0
+
+    def add(events) -> None:
+        nonlocal sequence
+        for event in events:
+            heapq.heappush(pending, (_sort_key(event), sequence, event))
+            sequence += 1
+
+    def final_before(instant: dt.datetime) -> Iterator[StreamEvent]:
+        while pending and pending[0][0][0] < instant:
+            yield heapq.heappop(pending)[2]
+
+    tick = local_midnight(start - dt.timedelta(days=1))
+    for day in days_between(start, end):
+        key = (str(day.year), str(day.month), str(day.day))
+        yield from final_before(local_midnight(day - dt.timedelta(days=1)))
+        flights = tables["flights"].get(key)
+        if flights is not None:
+            for order, row in zip(flights.index.tolist(), flights.to_dict("records"), strict=True):
+                add(flight_events(row, order, zones))
+            add(schedule_manifests(flights))
+        weather = tables["weather"].get(key)
+        if weather is not None:
+            rows = zip(weather.index.tolist(), weather.to_dict("records"), strict=True)
+            add(weather_event(row, order) for order, row in rows)
+        add(clock_events(tick, local_midnight(day) - dt.timedelta(hours=1)))
+        tick = local_midnight(day)
+    last = max((item[0][0] for item in pending), default=tick)
+    add(clock_events(tick, last))
+    yield from final_before(last + dt.timedelta(seconds=1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mlops_assets.resources.broker import BrokerDisconnected, MessageBroker
@@ -26,43 +26,46 @@ class PublishSummary:
 
 def publish_events(
     broker: MessageBroker,
-    events: Sequence[StreamEvent],
+    events: Iterable[StreamEvent],
     speed: float,
     log: Callable[[str], None] = print,
     max_reconnects: int = 30,
     clock_start: dt.datetime | None = None,
 ) -> PublishSummary:
-    """`clock_start`: the replayed instant that is now; earlier events (the first day's schedules,
-    published the day before) go out at once instead of after a day of waiting."""
+    """Publish `events` (in event-time order) with confirms. `clock_start`: the replayed instant that is
+    now; earlier events (the first day's schedules, published the day before) go out at once instead of
+    after a day of waiting. `max_reconnects`: consecutive failed connections before giving up."""
     summary = PublishSummary()
-    if not events:
-        return summary
+    upcoming = iter(events)
+    event = next(upcoming, None)
     started = time.monotonic()
-    origin = max(events[0].time, clock_start) if clock_start else events[0].time
-    position = 0
+    origin = None
     last_day = None
-    while position < len(events):
+    failures = 0
+    while event is not None:
         try:
             with broker.publisher() as publisher:
-                while position < len(events):
-                    event = events[position]
+                while event is not None:
+                    if origin is None:
+                        origin = max(event.time, clock_start) if clock_start else event.time
                     if speed > 0:
                         due = started + (event.time - origin).total_seconds() / speed
                         if (wait := due - time.monotonic()) > 0:
                             publisher.sleep(wait)
                     publisher.publish(event.id, event.kind, event.to_json())
-                    position += 1
                     summary.published += 1
+                    failures = 0
                     if (day := event.time.date()) != last_day:
                         last_day = day
-                        log(
-                            f"{time.strftime('%H:%M:%S')} publishing events of {day} (UTC); {position} so far"
-                        )
+                        log(f"{time.strftime('%H:%M:%S')} {day} (UTC): {summary.published} published")
+                    event = next(upcoming, None)
         except BrokerDisconnected as error:
             summary.reconnects += 1
-            if summary.reconnects > max_reconnects:
+            failures += 1
+            if failures > max_reconnects:
                 raise
-            log(f"broker connection lost ({error}); publishing again from event {position}")
-            time.sleep(min(0.2 * summary.reconnects, 5.0))
+            # The unconfirmed event is published again: a duplicate if it did arrive, dropped downstream.
+            log(f"broker connection lost ({error}); publishing again from event {summary.published + 1}")
+            time.sleep(min(0.2 * failures, 5.0))
     summary.seconds = time.monotonic() - started
     return summary
