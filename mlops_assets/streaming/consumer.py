@@ -4,7 +4,7 @@ One loop, in this order, is what makes it exactly once:
 1. fetch up to `batch_size` messages (or what came within `max_wait_s`);
 2. drop those whose id is already recorded (a redelivery after a crash or a dropped connection, or a
    producer that published again) or repeated inside the batch;
-3. write the rest as one batch file (atomic) in the lake;
+3. write the rest as one batch file (atomic) in the lake, and take them into the open days' state;
 4. only then acknowledge, cumulatively, through the batch's last message;
 5. land every day that is now complete (`assembly.py`) into the landing zone, unless its file is there.
 
