@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test ui year stop lint bench dbt-manifest clean screenshot metrics
+.PHONY: setup demo test ui year stop lint bench dbt-manifest clean screenshot metrics stream-consumer
 
 # Reinstalls only when pyproject.toml changes, so a second call starts working at once.
 # torch is named with its exact version so pip takes the local CPU wheel instead of a CUDA build.
@@ -68,7 +68,20 @@ metrics: setup
 		echo $$! > "$(RUN_DIR)/metrics.pid"; \
 		echo "mlops metrics: http://127.0.0.1:$(METRICS_PORT)/metrics, log $(LOGS)/metrics.log"; fi
 
-ui: setup metrics
+# STREAM=1: the data comes through the broker instead (docs/streaming.md). `make ui STREAM=1` starts the
+# lake consumer beside the UI (publish with `mlops stream`); `make year STREAM=1` also starts the live feed
+# of April-December at SPEED (600: a day of 2013 every 2.4 minutes). The consumer lands each complete day
+# in the landing zone, where the landing-zone sensor takes it exactly as a delivered file.
+STREAM ?=
+SPEED ?= 600
+stream-consumer: setup
+	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
+	@if $(call alive,stream-consume); then echo "mlops stream consume already runs (pid $$pid)"; else \
+		set -m; nohup $(BIN)/mlops stream consume > "$(LOGS)/stream-consume.log" 2>&1 & \
+		echo $$! > "$(RUN_DIR)/stream-consume.pid"; \
+		echo "mlops stream consume: log $(LOGS)/stream-consume.log"; fi
+
+ui: setup metrics $(if $(STREAM),stream-consumer)
 	@mkdir -p "$(RUN_DIR)"
 	$(spark_up)
 	echo $$$$ > "$(RUN_DIR)/dagster-dev.pid"; $(spark_env) exec $(BIN)/dagster dev -w workspace.yaml
@@ -82,21 +95,28 @@ ui: setup metrics
 # ignored, and Dagster maps SIGTERM to the SIGINT handler, so SIGTERM could not end it; with job control
 # each process also leads its own process group, which `make stop` ends whole (webserver and daemon too).
 PACE ?= --days-per-step 30 --when-idle 75
-year: setup metrics
+year: setup metrics $(if $(STREAM),stream-consumer)
 	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
 	@$(spark_up)
 	@if $(call alive,dagster-dev); then echo "dagster dev already runs (pid $$pid)"; else \
 		set -m; $(spark_env) nohup $(BIN)/dagster dev -w workspace.yaml > "$(LOGS)/dagster.log" 2>&1 & \
 		echo $$! > "$(RUN_DIR)/dagster-dev.pid"; \
 		echo "dagster dev: http://127.0.0.1:3000, log $(LOGS)/dagster.log"; fi
+ifeq ($(STREAM),)
 	@if $(call alive,replay); then echo "a replay already runs (pid $$pid)"; else \
 		set -m; nohup $(BIN)/mlops replay --start 2013-04-01 --end 2013-12-31 --no-reference $(PACE) \
 			> "$(LOGS)/replay.log" 2>&1 & \
 		echo $$! > "$(RUN_DIR)/replay.pid"; fi
+else
+	@if $(call alive,stream-publish); then echo "mlops stream already runs (pid $$pid)"; else \
+		set -m; nohup $(BIN)/mlops stream --start 2013-04-01 --end 2013-12-31 --speed $(SPEED) \
+			> "$(LOGS)/stream-publish.log" 2>&1 & \
+		echo $$! > "$(RUN_DIR)/stream-publish.pid"; fi
+endif
 	@echo "replaying 2013-04-01..2013-12-31 ($(PACE)); progress: tail -f $(LOGS)/replay.log; summary: $(BIN)/mlops summary"
 
 stop:
-	@for name in replay metrics dagster-dev; do \
+	@for name in replay stream-publish stream-consume metrics dagster-dev; do \
 		if $(call alive,$$name); then \
 			kill -TERM -- "-$$pid" 2>/dev/null || kill -TERM "$$pid"; \
 			for _ in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.2; done; \

@@ -19,6 +19,10 @@ mlops cluster up|down|status [--only spark|ray|celery]
                                                     Spark behind Spark Connect, 2 Ray nodes, Celery workers
 mlops metrics [--port 9400]                         the platform's metrics for Prometheus (runs, sensors,
                                                     daemon, asset freshness, drift, quality, champion)
+mlops stream --start 2013-04-01 --end 2013-04-07 --speed 600
+                                                    publish the live feed to the broker (RabbitMQ)
+mlops stream consume                                the broker into the lake exactly once; complete days
+                                                    land in the landing zone (docs/streaming.md)
 """
 
 from __future__ import annotations
@@ -419,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlops_assets.cluster.commands import add_cluster_command
     from mlops_assets.monitoring.report_cli import add_report_command
+    from mlops_assets.streaming.commands import add_stream_command
 
     # Building the Definitions warns about Dagster's beta parameters once per asset: not the user's news.
     warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
@@ -465,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_serve_parser(commands)
     add_cluster_command(commands)
     _add_metrics_parser(commands)
+    add_stream_command(commands)
     args = parser.parse_args(argv)
     if getattr(args, "action", None) in ("promote", "card", "reproduce") and not args.version:
         parser.error(f"model {args.action} needs --version")

@@ -1,5 +1,5 @@
 """`make stop` ends the processes `make ui` / `make year` started (their PID files: dagster dev, the
-replay, the metrics exporter) and nothing else."""
+replay or the stream's producer and consumer, the metrics exporter) and nothing else."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
     # What `make year` leaves: each process leads its own process group, its PID in a file.
     started = {
         name: subprocess.Popen(["sleep", "60"], start_new_session=True)
-        for name in ("replay", "metrics", "dagster-dev")
+        for name in ("replay", "stream-publish", "stream-consume", "metrics", "dagster-dev")
     }
     for name, process in started.items():
         (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
@@ -36,6 +36,7 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
         subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
         for title in (
             "mlops replay --start 2013-04-01",
+            "mlops stream consume",
             "mlops metrics --port 9400",
             "dagster dev -w workspace.yaml",
         )

@@ -153,7 +153,10 @@ class LocalObjectStore(ObjectStore):
             if path.is_symlink():
                 found.append(_refused(OutsideStore(key, _link_reason(path), link=path)))
                 continue
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # a writer's temporary file, renamed since the folder was read
+                continue
             found.append(
                 StoredObject(key=key, size=stat.st_size, version=f"{stat.st_mtime_ns}-{stat.st_size}")
             )
