@@ -96,7 +96,9 @@ def shadow_scorer(context, feast, mlflow: MlflowResource, champion, entity_df, s
         "Feast's point-in-time join at the flight's prediction time (scheduled departure - 2 h), the same "
         "join that built the training set, so batch scores have no training/serving skew. Each row keeps "
         "the model version, its decision threshold and the model inputs: `predictions/batch/{day}.parquet`; "
-        "the day's counts, stamped with this materialization, in `predictions/summary/{day}.json`."
+        "the day's counts, stamped with this materialization, in `predictions/summary/{day}.json`. With "
+        "`shadow: true` the `challenger` scores the same flights beside it (shadow evidence for "
+        "monitoring/shadow_comparison)."
     ),
 )
 def batch_predictions(
