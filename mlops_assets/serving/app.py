@@ -146,6 +146,7 @@ class PredictionService:
                 config.shadow_queue_size,
                 config.poll_interval_s,
                 config.default_threshold,
+                freeze_heap,  # as after a champion swap: the challenger's objects out of the collector's way
             )
         self.reader: FeatureReader | None = None
         self._codes: KnownCodes | None = None

@@ -58,6 +58,7 @@ class ShadowScorer:
         queue_size: int = 1000,
         poll_interval_s: float = 2.0,
         default_threshold: float = DEFAULT_THRESHOLD,
+        on_load: Callable[[], None] | None = None,
     ) -> None:
         self._mlflow = mlflow
         self._record, self._read = record, read
@@ -69,6 +70,9 @@ class ShadowScorer:
         self._threads: list[threading.Thread] = []
         self._client = None
         self._failed_versions: set[str] = set()
+        self._on_load = on_load
+        # Only the drop path takes it: requests on the event loop and in the thread pool may both drop.
+        self._drop_lock = threading.Lock()
         self.challenger: Champion | None = None
         # Flights (rows), not requests: comparable with the prediction log's row counts.
         self.scored = self.dropped = self.skipped = self.failed = 0
@@ -87,7 +91,8 @@ class ShadowScorer:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.dropped += n  # the worker is behind: log the champion's answer alone
+            with self._drop_lock:
+                self.dropped += n  # the worker is behind: log the champion's answer alone
             self._record(columns, n)
 
     def backlog(self) -> int:
@@ -113,6 +118,8 @@ class ShadowScorer:
             self.last_error = f"version {version}: {error}"
             log.exception(f"shadow: challenger version {version} failed to load")
             return
+        if self._on_load is not None:
+            self._on_load()
         log.info(f"shadow: challenger is version {version}")
 
     # ---- the background ------------------------------------------------------------------------------
