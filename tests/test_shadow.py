@@ -125,6 +125,7 @@ class Served:
     answers: list[dict]  # the same requests answered with shadow on
     log: pd.DataFrame
     metrics: str
+    health: dict
     lake_root: Path
 
 
@@ -167,8 +168,9 @@ def served(shadow_home, tmp_path_factory) -> Served:
         while shadow_counter(text := http.get("/metrics").text, "scored") < len(flights):
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
+        health = http.get("/health").json()
     (written,) = sorted((root / "on" / "predictions" / "online").glob("*/*.parquet"))
-    return Served(flights, without, answers, pd.read_parquet(written), text, root / "on")
+    return Served(flights, without, answers, pd.read_parquet(written), text, health, root / "on")
 
 
 def test_with_shadow_on_the_service_answers_exactly_as_without(served):
@@ -190,6 +192,8 @@ def test_the_log_keeps_both_versions_and_the_challengers_equal_its_pyfunc(served
     assert shadow_counter(served.metrics, "scored") == 300
     assert shadow_counter(served.metrics, "dropped") == 0 and shadow_counter(served.metrics, "failed") == 0
     assert "mlops_serving_shadow_challenger_version 2.0" in served.metrics
+    shadow = served.health["shadow"]
+    assert shadow["challenger_version"] == "2" and (shadow["scored"], shadow["dropped"]) == (300, 0)
 
 
 def test_a_full_shadow_queue_drops_and_counts_and_never_blocks(shadow_home, tmp_path):

@@ -109,6 +109,9 @@ class Health(BaseModel):
     online_read_retries: int
     champion_error: str | None
     prediction_log: dict[str, Any]
+    shadow: dict[str, Any] | None = Field(
+        default=None, description="With shadow scoring on: the challenger and its counts (flights)."
+    )
 
 
 # ---- the service ---------------------------------------------------------------------------------------
@@ -285,6 +288,7 @@ class PredictionService:
             "online_read_retries": self.reader.retries if self.reader else 0,
             "champion_error": self.holder.last_error,
             "prediction_log": self.log.stats(),
+            "shadow": self.shadow.stats() if self.shadow is not None else None,
         }
         return (200 if champion else 503), body
 
