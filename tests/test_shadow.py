@@ -248,8 +248,9 @@ def test_a_full_shadow_queue_drops_and_counts_and_never_blocks(shadow_home, tmp_
     assert written["flight_id"].tolist() == [f for _, _, columns in order for f in columns["flight_id"]]
     assert written["challenger_probability_late"].notna().tolist() == [False] * 9 + [True] * 6
     assert set(written["challenger_version"].dropna()) == {"2"}
-    expected = scorer.challenger.score(requests[0][1])
-    np.testing.assert_array_equal(written["challenger_probability_late"].to_numpy()[9:12], expected)
+    # The two queued requests were scored in one model call: each got its own rows' probabilities.
+    expected = np.concatenate([scorer.challenger.score(online) for _, online, _ in requests[:2]])
+    np.testing.assert_array_equal(written["challenger_probability_late"].to_numpy()[9:], expected)
 
 
 # ---- 2. and 3. batch predictions and the comparison ----------------------------------------------------
