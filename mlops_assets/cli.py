@@ -10,7 +10,8 @@ mlops summary                                       what the lake holds and what
 mlops report html monitoring/drift_report DAY       Evidently's drift report of a day (over its lake page)
 mlops retrain                                       the retraining rules, applied now (runs retrain_model)
 mlops model show|history                            the registered model's aliases and their history
-mlops model promote --version N [--reason TEXT]     make version N the champion (recorded)
+mlops model promote --version N [--reason TEXT]     make version N the champion (recorded); with shadow
+       [--shadow-days K] [--force]                  rules, only on K days of shadow evidence
 mlops model rollback                                give champion back to the previous champion
 mlops model card --version N [--html PATH]          version N's model card (Markdown, or HTML into PATH)
 mlops model reproduce --version N                   rebuild N's training set, retrain, compare holdout metrics
@@ -249,76 +250,6 @@ def _registry():
         return built.mlflow.client(), built.mlflow.model_name
 
 
-def model_card(client, name: str, args: argparse.Namespace) -> int:
-    """Print version N's card as Markdown, or write it as HTML to `--html`."""
-    from mlops_assets.training.card import build_html, card_markdown
-
-    text = card_markdown(client, name, args.version)
-    if args.html is None:
-        print(text, end="")
-        return 0
-    path = Path(args.html)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_html(text, f"{name} version {args.version}"))
-    print(f"wrote the model card of {name} version {args.version} to {path}")
-    return 0
-
-
-def model_reproduce(client, name: str, args: argparse.Namespace) -> int:
-    """Retrain version N from its recorded set and settings; 0 when its holdout figures are the same."""
-    import dagster as dg
-
-    from mlops_assets.lib.settings import load_settings
-    from mlops_assets.resources.feature_store import feast_resource
-    from mlops_assets.resources.storage import object_stores
-    from mlops_assets.resources.warehouse import warehouse_resource
-    from mlops_assets.training.reproduce import ReproductionError, report_lines, reproduce
-
-    settings = load_settings()
-    lake = object_stores(settings)["lake"]
-    resources = {"feast": feast_resource(settings), "warehouse": warehouse_resource(settings, lake)}
-    with dg.build_resources(resources) as built:
-        try:
-            result = reproduce(client, name, args.version, built.feast, built.warehouse, args.device)
-        except ReproductionError as error:
-            raise SystemExit(f"cannot reproduce {name} version {args.version}: {error}") from None
-    for line in report_lines(result):
-        print(line)
-    return 0 if result.equal else 1
-
-
-def cmd_model(args: argparse.Namespace) -> int:
-    import getpass
-
-    from mlops_assets.training import registry
-
-    client, name = _registry()
-    by = f"cli:{getpass.getuser()}"
-    try:
-        if args.action == "card":
-            return model_card(client, name, args)
-        if args.action == "reproduce":
-            return model_reproduce(client, name, args)
-        if args.action == "promote":
-            event = registry.promote(client, name, args.version, by, args.reason or "manual promotion")
-            print(f"{name}: champion is version {event['version']} (was {event['previous']})")
-        elif args.action == "rollback":
-            event = registry.rollback(client, name, by)
-            print(f"{name}: champion rolled back to version {event['version']} (was {event['previous']})")
-        elif args.action == "history":
-            for event in registry.history(client, name):
-                print(
-                    f"{event['at']}  {event['alias']:<10} -> v{event['version']:<4} {event['action']:<8} "
-                    f"(was {event['previous']}) by {event['by']}: {event['reason']}"
-                )
-        else:
-            for alias in (registry.CHAMPION, registry.CHALLENGER):
-                print(f"{name}@{alias}: version {registry.alias_version(client, name, alias)}")
-    except LookupError as error:
-        raise SystemExit(str(error)) from None
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """The online prediction service (mlops_assets/serving/app.py) under uvicorn, until interrupted."""
     import dataclasses
@@ -339,6 +270,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_flush_interval_s=args.log_flush_interval,
         switch_interval_s=args.switch_interval,
         metrics=not args.no_metrics,
+        shadow=args.shadow,
+        shadow_queue_size=args.shadow_queue_size,
     )
     server = {"host": args.host, "port": args.port, "access_log": args.access_log, "log_level": "info"}
     if args.workers > 1:
@@ -385,6 +318,17 @@ def _add_serve_parser(commands) -> None:
     serve.add_argument(
         "--no-metrics", action="store_true", help="no GET /metrics (to measure what the metrics cost)"
     )
+    serve.add_argument(
+        "--shadow",
+        action="store_true",
+        help="also score the `challenger` alias off the request path and log it beside the champion",
+    )
+    serve.add_argument(
+        "--shadow-queue-size",
+        type=int,
+        default=1000,
+        help="requests waiting for the shadow worker; beyond, dropped and counted (default 1000)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -424,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_assets.cluster.commands import add_cluster_command
     from mlops_assets.monitoring.report_cli import add_report_command
     from mlops_assets.streaming.commands import add_stream_command
+    from mlops_assets.training.model_cli import add_model_command
 
     # Building the Definitions warns about Dagster's beta parameters once per asset: not the user's news.
     warnings.filterwarnings("ignore", message=r".* is currently in (beta|preview)")
@@ -456,17 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "retrain", help="apply the retraining sensor and floor schedule rules now; run the job if one fires"
     ).set_defaults(handler=cmd_retrain)
     add_report_command(commands, _date, _lake)
-    model = commands.add_parser(
-        "model", help="the registered model: show, history, promote, rollback, card, reproduce"
-    )
-    model.add_argument("action", choices=["show", "history", "promote", "rollback", "card", "reproduce"])
-    model.add_argument("--version", help="the version to promote, describe (card) or reproduce")
-    model.add_argument("--reason", help="why (kept in the alias history)")
-    model.add_argument("--html", metavar="PATH", help="card: write the card as HTML to PATH")
-    model.add_argument(
-        "--device", default="cpu", help="reproduce: cpu (default, deterministic), cuda or auto"
-    )
-    model.set_defaults(handler=cmd_model)
+    add_model_command(commands, _registry, _lake)
     _add_serve_parser(commands)
     add_cluster_command(commands)
     _add_metrics_parser(commands)

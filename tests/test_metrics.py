@@ -207,7 +207,8 @@ def test_the_exporter_follows_the_code_locations_assets_and_instigators():
     }
     # dbt's staging models are not watched on their own: fct_flights, built from them in the same dbt
     # step, carries the step's freshness.
-    assert set(exporter.DAILY_ASSETS) == daily - {"stg_flights", "stg_weather"}
+    assert set(exporter.DAILY_ASSETS) == daily - {"stg_flights", "stg_weather", *exporter.ON_DEMAND_ASSETS}
+    assert set(exporter.ON_DEMAND_ASSETS) <= daily  # a renamed on-demand asset is noticed too
     sensors = {sensor.name for sensor in defs.sensors or []}
     assert set(exporter.SENSORS) <= sensors
     assert set(exporter.SCHEDULES) == {schedule.name for schedule in defs.schedules or []}

@@ -28,6 +28,7 @@ REGISTERED = dg.AssetKey(["models", "registered_model"])
 BATCH_PREDICTIONS = dg.AssetKey(["predictions", "batch_predictions"])
 DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
 MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+SHADOW_COMPARISON = dg.AssetKey(["monitoring", "shadow_comparison"])
 
 ML_OWNERS = ["team:ml-platform"]
 DATA_OWNERS = ["team:data-platform"]

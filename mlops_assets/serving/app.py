@@ -57,6 +57,7 @@ from mlops_assets.serving.flights import (
 from mlops_assets.serving.metrics import NO_CHAMPION_DETAIL, STORE_DETAIL, Instrumented, ServiceMetrics
 from mlops_assets.serving.middleware import BodyLimit, QuickPredict
 from mlops_assets.serving.prediction_log import DAY_COLUMN, REQUESTED_AT, PredictionLog
+from mlops_assets.serving.shadow import ShadowScorer
 
 log = logging.getLogger("mlops.serving")
 # Feast needs at least one entity row; a flight that does not exist reads nulls.
@@ -75,6 +76,8 @@ class ServiceConfig:
     registry_refresh_s: float = 60.0  # Feast registry re-read, off the request path
     switch_interval_s: float = 0.0005  # the interpreter's GIL switch interval while serving (see below)
     metrics: bool = True  # GET /metrics (serving/metrics.py); off only to measure what it costs
+    shadow: bool = False  # also score the `challenger` off the request path (serving/shadow.py)
+    shadow_queue_size: int = 1000  # requests waiting for the shadow worker; beyond, dropped and counted
 
 
 # ---- response models -----------------------------------------------------------------------------------
@@ -106,6 +109,9 @@ class Health(BaseModel):
     online_read_retries: int
     champion_error: str | None
     prediction_log: dict[str, Any]
+    shadow: dict[str, Any] | None = Field(
+        default=None, description="With shadow scoring on: the challenger and its counts (flights)."
+    )
 
 
 # ---- the service ---------------------------------------------------------------------------------------
@@ -133,6 +139,18 @@ class PredictionService:
         self._feast, self._lake = feast, lake
         self.holder = ChampionHolder(mlflow, config.default_threshold, config.poll_interval_s, freeze_heap)
         self.log = PredictionLog(lake, config.log_flush_interval_s)
+        self.shadow: ShadowScorer | None = None
+        if config.shadow:
+            self.shadow = ShadowScorer(
+                mlflow,
+                self.log.record,
+                lambda rows, service: self.reader.read(rows, service),
+                lambda: self.holder.current.version if self.holder.current else None,
+                config.shadow_queue_size,
+                config.poll_interval_s,
+                config.default_threshold,
+                freeze_heap,  # as after a champion swap: the challenger's objects out of the collector's way
+            )
         self.reader: FeatureReader | None = None
         self._codes: KnownCodes | None = None
         self._codes_by_version: dict[str, KnownCodes] = {}
@@ -157,6 +175,8 @@ class PredictionService:
         if self.holder.current is not None:  # registry and connection warm before the first request
             self.reader.read([WARM_UP_ROW], self.holder.current.feature_service)
         self.log.start()
+        if self.shadow is not None:
+            self.shadow.start()
         freeze_heap()
         self.holder.start()
         self._refresher = threading.Thread(target=self._refresh_registry, name="feast-registry", daemon=True)
@@ -165,6 +185,8 @@ class PredictionService:
     def stop(self) -> None:
         self._stop.set()
         self.holder.stop()
+        if self.shadow is not None:  # before the log: what it still scores is flushed with the rest
+            self.shadow.stop()
         self.log.stop()
         gc.unfreeze()  # the process may go on (tests): its objects are collectable again
         sys.setswitchinterval(self._switch_interval)
@@ -225,10 +247,14 @@ class PredictionService:
             }
             for row, p in zip(rows, probabilities, strict=True)
         ]
-        self._record(flights, online, predictions, (time.perf_counter() - started) * 1000)
+        columns = self._columns(flights, online, predictions, (time.perf_counter() - started) * 1000)
+        if self.shadow is None:
+            self.log.record(columns, len(rows))
+        else:  # the shadow worker logs them once the challenger has scored the same rows
+            self.shadow.submit(champion, rows, online, columns, len(rows))
         return champion, predictions
 
-    def _record(self, flights, online: dict[str, list], predictions: list[dict], latency_ms: float) -> None:
+    def _columns(self, flights, online: dict[str, list], predictions: list[dict], latency_ms: float) -> dict:
         n = len(flights)
         columns: dict[str, list] = {
             REQUESTED_AT: [dt.datetime.now(dt.UTC)] * n,
@@ -246,7 +272,7 @@ class PredictionService:
         columns["threshold_source"] = [predictions[0]["threshold_source"]] * n
         columns["latency_ms"] = [latency_ms] * n
         columns.update({name: values for name, values in online.items() if "__" in name})
-        self.log.record(columns, n)
+        return columns
 
     def health(self) -> tuple[int, dict[str, Any]]:
         champion = self.holder.current
@@ -262,6 +288,7 @@ class PredictionService:
             "online_read_retries": self.reader.retries if self.reader else 0,
             "champion_error": self.holder.last_error,
             "prediction_log": self.log.stats(),
+            "shadow": self.shadow.stats() if self.shadow is not None else None,
         }
         return (200 if champion else 503), body
 

@@ -73,14 +73,35 @@ def score_day(flights, features, champion, model) -> Any:
     return pd.concat([scored, feature_inputs], axis=1)
 
 
+CHALLENGER_PROBABILITY = "challenger_probability_late"
+CHALLENGER_VERSION = "challenger_version"
+
+
+def with_challenger(scored, challenger_scored, version: str):
+    """The champion's rows with the challenger's probability for the same flights beside them (the
+    shadow comparison reads both from one file). Both come from `score_day` over the same flights."""
+    if scored["flight_id"].tolist() != challenger_scored["flight_id"].tolist():
+        raise ValueError("the challenger scored other flights than the champion")
+    return scored.assign(
+        **{
+            CHALLENGER_PROBABILITY: challenger_scored["probability_late"].to_numpy(),
+            CHALLENGER_VERSION: version,
+        }
+    )
+
+
 def day_summary(day: dt.date, frame) -> dict[str, Any]:
-    return {
+    summary = {
         "day": day.isoformat(),
         "flights": len(frame),
         "mean_probability": round(float(frame["probability_late"].mean()), 4) if len(frame) else None,
         "predicted_late_share": round(float(frame["decision_late"].mean()), 4) if len(frame) else None,
         "unscored": int(frame["probability_late"].isna().sum()),
     }
+    if CHALLENGER_PROBABILITY in frame and len(frame):
+        summary["challenger_version"] = str(frame[CHALLENGER_VERSION].iloc[0])
+        summary["challenger_mean_probability"] = round(float(frame[CHALLENGER_PROBABILITY].mean()), 4)
+    return summary
 
 
 def day_metadata(summary: dict[str, Any], path: str) -> dict[str, Any]:
@@ -89,10 +110,14 @@ def day_metadata(summary: dict[str, Any], path: str) -> dict[str, Any]:
     def rate(name: str) -> dg.MetadataValue:
         return dg.MetadataValue.float(float("nan") if summary[name] is None else summary[name])
 
-    return {
+    metadata = {
         "dagster/row_count": dg.MetadataValue.int(summary["flights"]),
         "unscored": dg.MetadataValue.int(summary["unscored"]),
         "mean_probability": rate("mean_probability"),
         "predicted_late_share": rate("predicted_late_share"),
         "path": dg.MetadataValue.path(path),
     }
+    if "challenger_version" in summary:
+        metadata["challenger_version"] = summary["challenger_version"]
+        metadata["challenger_mean_probability"] = rate("challenger_mean_probability")
+    return metadata

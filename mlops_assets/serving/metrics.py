@@ -11,6 +11,10 @@
     mlops_serving_champion_swaps_total            champions this process loaded (each move of the alias)
     mlops_serving_prediction_log_backlog_rows     the prediction log: rows waiting for the lake, and
     mlops_serving_prediction_log_{rows_written,rows_dropped,flush_failures}_total
+    mlops_serving_shadow_{scored,dropped,skipped,failed}_total  with `--shadow`: flights the challenger
+                                                  scored, dropped (queue full), skipped (no challenger
+                                                  other than the champion), failed
+    mlops_serving_shadow_backlog_requests, mlops_serving_shadow_challenger_version
 
 Labels are bounded: `endpoint` is one of ENDPOINTS or "other" (a 404 on any path), `status` an HTTP status,
 `kind` an error type the service itself names; never a flight, a carrier or a client.
@@ -257,11 +261,34 @@ class ServiceStateCollector(Collector):
             ("flush_failures", "Prediction log flushes that could not write to the lake."),
         ):
             yield CounterMetricFamily(f"mlops_serving_prediction_log_{name}", text, value=stats[name])
+        if service.shadow is not None:
+            yield from _shadow_metrics(service.shadow.stats())
         reader = service.reader
         yield CounterMetricFamily(
             "mlops_serving_online_read_retries",
             "Online store reads retried (a feature service resolved again after a registry change).",
             value=reader.retries if reader is not None else 0,
+        )
+
+
+def _shadow_metrics(stats: dict[str, Any]) -> Iterator:
+    for name, text in (
+        ("scored", "Flights the challenger scored beside the champion (serving/shadow.py)."),
+        ("dropped", "Flights logged without a challenger score: the shadow queue was full."),
+        ("skipped", "Flights with no challenger to score (none, or the champion's own version)."),
+        ("failed", "Flights the challenger failed to score."),
+    ):
+        yield CounterMetricFamily(f"mlops_serving_shadow_{name}", text, value=stats[name])
+    yield GaugeMetricFamily(
+        "mlops_serving_shadow_backlog_requests",
+        "Requests waiting for the shadow worker.",
+        value=stats["backlog"],
+    )
+    if stats["challenger_version"] is not None:
+        yield GaugeMetricFamily(
+            "mlops_serving_shadow_challenger_version",
+            "The challenger version scoring in the shadow; absent while there is none.",
+            value=_number(stats["challenger_version"]),
         )
 
 

@@ -56,6 +56,77 @@ def gate(
     return GateDecision(passed=not reasons, compared_with=name, reasons=reasons)
 
 
+@dataclass(frozen=True)
+class ShadowRules:
+    """How much shadow evidence promotion needs: the `days` most recent days on which the challenger and
+    the champion were compared on the same flights (monitoring/shadow_comparison) must each show the
+    challenger not worse: ROC-AUC at most `auc_tolerance` below, log loss at most `log_loss_tolerance`
+    above, on at least `min_rows` labelled flights. 0 days: no shadow evidence needed (the default)."""
+
+    days: int = 0
+    auc_tolerance: float = 0.0
+    log_loss_tolerance: float = 0.0
+    min_rows: int = 50
+
+
+def shadow_gate(
+    records: list[dict], champion_version: str, candidate_version: str, rules: ShadowRules
+) -> GateDecision:
+    """Whether the shadow comparisons of `candidate_version` against `champion_version` (records of
+    monitoring/shadow_comparison, any order) meet `rules`; days of other version pairs do not count."""
+    name = f"{CHAMPION} v{champion_version} in the shadow"
+    if rules.days <= 0:
+        return GateDecision(passed=True, compared_with=name)
+    evidence = sorted(
+        (
+            r
+            for r in records
+            if r.get("compared")
+            and str(r.get("champion_version")) == str(champion_version)
+            and str(r.get("challenger_version")) == str(candidate_version)
+            and r.get("rows", 0) >= rules.min_rows
+        ),
+        key=lambda r: r["day"],
+    )[-rules.days :]
+    if len(evidence) < rules.days:
+        return GateDecision(
+            passed=False,
+            compared_with=name,
+            reasons=[
+                f"{len(evidence)} of {rules.days} days of shadow evidence (>= {rules.min_rows} flights)"
+            ],
+        )
+    reasons = []
+    for r in evidence:
+        challenger, champion = r["challenger"], r["champion"]
+        if not challenger["roc_auc"] >= champion["roc_auc"] - rules.auc_tolerance:
+            reasons.append(
+                f"{r['day']}: roc_auc {challenger['roc_auc']:.4f} < {champion['roc_auc']:.4f} - "
+                f"{rules.auc_tolerance}"
+            )
+        if not challenger["log_loss"] <= champion["log_loss"] + rules.log_loss_tolerance:
+            reasons.append(
+                f"{r['day']}: log_loss {challenger['log_loss']:.4f} > {champion['log_loss']:.4f} + "
+                f"{rules.log_loss_tolerance}"
+            )
+    return GateDecision(passed=not reasons, compared_with=name, reasons=reasons)
+
+
+def shadow_rules(tags: Mapping[str, str]) -> ShadowRules:
+    """The shadow rules a version was registered under (its `gate.rules` tag, RegistryConfig's fields);
+    none needed for a version registered before them or without them."""
+    try:
+        rules = json.loads(tags.get("gate.rules") or "{}")
+    except ValueError:
+        rules = {}
+    return ShadowRules(
+        days=int(rules.get("shadow_days", 0)),
+        auc_tolerance=float(rules.get("shadow_auc_tolerance", 0.0)),
+        log_loss_tolerance=float(rules.get("shadow_log_loss_tolerance", 0.0)),
+        min_rows=int(rules.get("shadow_min_rows", ShadowRules.min_rows)),
+    )
+
+
 def alias_version(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.defs.monitoring.shadow_comparison import shadow_comparison
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions
 from mlops_assets.lib.keys import (
@@ -172,4 +173,4 @@ def model_performance(
 
 
 def build_monitoring_assets() -> list[dg.AssetsDefinition]:
-    return [drift_report, model_performance]
+    return [drift_report, model_performance, shadow_comparison]

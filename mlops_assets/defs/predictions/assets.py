@@ -12,6 +12,7 @@ The scoring itself, and where the rows and each day's summary record go in the l
 import time
 
 import dagster as dg
+from pydantic import Field
 
 from mlops_assets.lib.automation import on_new_data
 from mlops_assets.lib.calendar import daily_partitions, window_days
@@ -28,11 +29,48 @@ from mlops_assets.serving.batch import (
     scheduled_flights,
     score_day,
     summary_key,
+    with_challenger,
 )
 
 GROUP = "serving"
 OWNERS = ML_OWNERS
 COMPLETE = "every_flight_scored"
+
+
+class BatchPredictionsConfig(dg.Config):
+    shadow: bool = Field(
+        default=False,
+        description=(
+            "Also score every flight with the `challenger` (when it is another version than the champion) "
+            "and keep its probability beside the champion's (`challenger_probability_late`, "
+            "`challenger_version`): shadow evidence for days scored in a backfill. The answer of record "
+            "stays the champion's."
+        ),
+    )
+
+
+def load_scorer(feast, mlflow: MlflowResource, info, entity_df):
+    """(pyfunc, feature service, Feast's point-in-time features for `entity_df`) of a registered version."""
+    import mlflow as mlflow_api
+
+    model = mlflow_api.pyfunc.load_model(info.model_uri)
+    service = mlflow.client().get_run(info.run_id).data.tags.get("feature_service", "flight_delay_v1")
+    features = feast.historical_features(entity_df, service) if len(entity_df) else entity_df
+    return model, service, features
+
+
+def shadow_scorer(context, feast, mlflow: MlflowResource, champion, entity_df, service, features):
+    """The challenger's (info, pyfunc, features), or None when there is no challenger other than the
+    champion. Its own feature service's join when it differs (same flights, same prediction times)."""
+    from mlops_assets.training.registry import CHALLENGER, champion_info
+
+    challenger = champion_info(mlflow.client(), mlflow.model_name, alias=CHALLENGER)
+    if challenger is None or challenger.version == champion.version:
+        context.log.info("shadow: no challenger other than the champion; the champion scores alone")
+        return None
+    model, own_service, own = load_scorer(feast, mlflow, challenger, entity_df)
+    context.log.info(f"shadow: challenger v{challenger.version} ({own_service}) scores beside the champion")
+    return challenger, model, (features if own_service == service else own)
 
 
 @dg.asset(
@@ -58,13 +96,18 @@ COMPLETE = "every_flight_scored"
         "Feast's point-in-time join at the flight's prediction time (scheduled departure - 2 h), the same "
         "join that built the training set, so batch scores have no training/serving skew. Each row keeps "
         "the model version, its decision threshold and the model inputs: `predictions/batch/{day}.parquet`; "
-        "the day's counts, stamped with this materialization, in `predictions/summary/{day}.json`."
+        "the day's counts, stamped with this materialization, in `predictions/summary/{day}.json`. With "
+        "`shadow: true` the `challenger` scores the same flights beside it (shadow evidence for "
+        "monitoring/shadow_comparison)."
     ),
 )
 def batch_predictions(
-    context: dg.AssetExecutionContext, feast: FeastResource, mlflow: MlflowResource, lake: ObjectStore
+    context: dg.AssetExecutionContext,
+    config: BatchPredictionsConfig,
+    feast: FeastResource,
+    mlflow: MlflowResource,
+    lake: ObjectStore,
 ) -> dg.MaterializeResult:
-    import mlflow as mlflow_api
     import pandas as pd
 
     from mlops_assets.training.registry import champion_info
@@ -75,14 +118,19 @@ def batch_predictions(
     champion = champion_info(mlflow.client(), mlflow.model_name)
     if champion is None:
         raise dg.Failure(f"{mlflow.model_name} has no champion: materialize models/registered_model first")
-    model = mlflow_api.pyfunc.load_model(champion.model_uri)
-    service = mlflow.client().get_run(champion.run_id).data.tags.get("feature_service", "flight_delay_v1")
     flights = pd.concat([scheduled_flights(lake, day).assign(_day=day) for day in days], ignore_index=True)
     entity_df = flights[[*ENTITY_COLUMNS, "event_timestamp"]]
-    features = feast.historical_features(entity_df, service) if len(flights) else entity_df
+    model, service, features = load_scorer(feast, mlflow, champion, entity_df)
+    shadow = None
+    if config.shadow:
+        shadow = shadow_scorer(context, feast, mlflow, champion, entity_df, service, features)
     summaries = []
     for number, (day, part) in enumerate(flights.groupby("_day", sort=True), start=1):
         scored = score_day(part.drop(columns="_day"), features, champion, model)
+        if shadow is not None:
+            challenger, challenger_model, challenger_features = shadow
+            beside = score_day(part.drop(columns="_day"), challenger_features, challenger, challenger_model)
+            scored = with_challenger(scored, beside, challenger.version)
         lake.write_parquet(predictions_key(day), scored.reset_index(drop=True))
         summaries.append(day_summary(day, scored))
         record = write_record(lake, summary_key(day), summaries[-1], context, partition=day.isoformat())
@@ -107,6 +155,7 @@ def batch_predictions(
             "model_uri": champion.model_uri,
             "decision_threshold": dg.MetadataValue.float(round(champion.decision_threshold, 4)),
             "feature_service": service,
+            "shadow_challenger_version": shadow[0].version if shadow else "none",
             "by_day": dg.MetadataValue.md(table.to_markdown(index=False)) if len(table) else "no flights",
             "seconds": dg.MetadataValue.float(round(elapsed, 2)),
         },

@@ -26,6 +26,22 @@ class RegistryConfig(dg.Config):
         ),
     )
     floor_margin: float = Field(default=0.0, description="ROC-AUC the first model must add to the floor.")
+    shadow_days: int = Field(
+        default=0,
+        description=(
+            "Days of shadow evidence (monitoring/shadow_comparison) a challenger needs besides the holdout "
+            "gate before it replaces a champion. 0: the holdout gate alone promotes. Above 0 a version "
+            "that passes the holdout stays `challenger` (gate `awaiting_shadow`) until "
+            "`mlops model promote --version N` finds the evidence."
+        ),
+    )
+    shadow_auc_tolerance: float = Field(
+        default=0.0, description="How much lower the challenger's ROC-AUC may be on a shadow day."
+    )
+    shadow_log_loss_tolerance: float = Field(
+        default=0.0, description="How much higher the challenger's log loss may be on a shadow day."
+    )
+    shadow_min_rows: int = Field(default=50, description="Labelled flights a shadow day needs to count.")
 
 
 def write_card(context: dg.AssetExecutionContext, client, name: str, version: str) -> dg.MetadataValue:
@@ -134,9 +150,16 @@ def registered_model(
         config.ece_tolerance,
         config.floor_margin,
     )
-    client.set_model_version_tag(
-        mlflow.model_name, version, "gate", "passed" if decision.passed else "refused"
-    )
+    # A new version has no shadow evidence yet: with shadow_days it waits as `challenger` for
+    # the days to accumulate (the first champion has nothing to be compared with in the shadow).
+    awaiting = decision.passed and config.shadow_days > 0 and champion_before is not None
+    if awaiting:
+        decision.reasons.append(
+            f"needs {config.shadow_days} days of shadow evidence against version {champion_before}"
+        )
+        decision.passed = False
+    status = "awaiting_shadow" if awaiting else "passed" if decision.passed else "refused"
+    client.set_model_version_tag(mlflow.model_name, version, "gate", status)
     client.set_model_version_tag(
         mlflow.model_name, version, "gate_reasons", "; ".join(decision.reasons) or "-"
     )
@@ -159,6 +182,7 @@ def registered_model(
         "model_name": mlflow.model_name,
         "version": version,
         "promoted": decision.passed,
+        "awaiting_shadow": awaiting,
         "reasons": decision.reasons,
         "compared_with": decision.compared_with,
         "champion_before": champion_before,
@@ -174,6 +198,7 @@ def registered_model(
             "champion": str(champion),
             "champion_before": str(champion_before),
             "promoted": decision.passed,
+            "gate": status,
             "compared_with": decision.compared_with,
             "candidate/roc_auc": dg.MetadataValue.float(round(candidate["roc_auc"], 4)),
             "alias_history": dg.MetadataValue.json(registry.history(client, mlflow.model_name)[-5:]),
