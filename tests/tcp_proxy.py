@@ -57,6 +57,10 @@ class TcpProxy:
             end.shutdown(socket.SHUT_RDWR)
         end.close()
 
+    def open_sockets(self) -> int:
+        with self._lock:
+            return len(self._open)
+
     def cut(self) -> int:
         """Drop every connection open now; returns how many sockets were closed."""
         with self._lock:
