@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 RESULTS = HERE / "bench" / "results" / "executor.json"
 SELECTION = "raw/flights,raw/weather,stg_flights,stg_weather,fct_flights"
-BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"  # the machine's RabbitMQ, default vhost
 EXECUTORS = ("in_process", "multiprocess", "celery")
 
 
@@ -45,14 +45,14 @@ def command(executor: str, day: str) -> list[str]:
             "--partition", day]  # fmt: skip
 
 
-def run_once(home: Path, executor: str, day: str) -> dict[str, float]:
+def run_once(home: Path, executor: str, day: str, broker: str) -> dict[str, float]:
     import dagster as dg
 
     with tempfile.TemporaryDirectory(prefix="executor-bench-") as dagster_home:
         env = {**os.environ, "MLOPS_HOME": str(home), "DAGSTER_HOME": dagster_home, "MLOPS_PROFILE": "local"}
         env.pop("MLOPS_CELERY_BROKER", None)
         if executor == "celery":
-            env["MLOPS_CELERY_BROKER"] = BROKER
+            env["MLOPS_CELERY_BROKER"] = broker
         started = time.perf_counter()
         done = subprocess.run(command(executor, day), env=env, capture_output=True, text=True, timeout=900)
         wall = time.perf_counter() - started
@@ -70,8 +70,8 @@ def run_once(home: Path, executor: str, day: str) -> dict[str, float]:
     }
 
 
-def ensure_workers(home: Path) -> None:
-    env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local", "MLOPS_CELERY_BROKER": BROKER}
+def ensure_workers(home: Path, broker: str) -> None:
+    env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local", "MLOPS_CELERY_BROKER": broker}
     up = [sys.executable, "-m", "mlops_assets.cli", "cluster", "up", "--only", "celery"]
     if subprocess.run(up, env=env).returncode != 0:
         raise SystemExit("mlops cluster up --only celery failed")
@@ -88,14 +88,17 @@ def main() -> int:
     )
     parser.add_argument("--home", type=Path, required=True, help="a home that `mlops demo` filled")
     parser.add_argument("--days", default="2013-03-20..2013-03-22", help="first..last day, one run each")
+    parser.add_argument(
+        "--broker", default=BROKER, help="Celery broker URL (a vhost of its own keeps others' tasks apart)"
+    )
     args = parser.parse_args()
     home = args.home.resolve()
-    ensure_workers(home)
+    ensure_workers(home, args.broker)
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     figures: dict[str, list[dict[str, float]]] = {name: [] for name in EXECUTORS}
     for turn, day in enumerate(parse_days(args.days)):
         for executor in EXECUTORS[turn % 3 :] + EXECUTORS[: turn % 3]:
-            one = run_once(home, executor, day)
+            one = run_once(home, executor, day, args.broker)
             figures[executor].append(one)
             print(f"  {day} {executor:12} run {one['run']:6.1f} s  steps {one['steps']:6.1f} s  "
                   f"command {one['wall']:6.1f} s", flush=True)  # fmt: skip

@@ -119,6 +119,21 @@ def test_a_taken_port_is_reported_not_fought_over(tmp_path):
             start(daemon, ClusterDir(tmp_path / "cluster"))
 
 
+def test_the_celery_workers_serve_the_broker_the_runs_use(tmp_path, monkeypatch):
+    """`mlops cluster up --only celery` starts its workers on MLOPS_CELERY_BROKER when it is set (the runs
+    submit there), else on the machine's RabbitMQ."""
+    from mlops_assets.cluster import celery_workers
+    from mlops_assets.cluster.commands import engine_daemons
+
+    folder = ClusterDir(tmp_path / "cluster")
+    monkeypatch.delenv(celery_workers.CELERY_BROKER_ENV, raising=False)
+    assert all(celery_workers.DEFAULT_BROKER in d.command for d in engine_daemons("celery", folder))
+    other = "pyamqp://guest:guest@127.0.0.1:5672/bench"
+    monkeypatch.setenv(celery_workers.CELERY_BROKER_ENV, other)
+    daemons = engine_daemons("celery", folder)
+    assert len(daemons) == 2 and all(other in d.command for d in daemons)
+
+
 # ---- Spark: a standalone cluster behind Spark Connect ----------------------------------------------
 
 

@@ -88,3 +88,8 @@ def worker_ready(folder: ClusterDir, name: str, offset: int = 0) -> bool:
 
 def broker_from_env() -> str | None:
     return os.environ.get(CELERY_BROKER_ENV) or None
+
+
+def spec_from_env() -> CeleryWorkersSpec:
+    """The workers of the broker the runs will use (MLOPS_CELERY_BROKER), else the machine's RabbitMQ."""
+    return CeleryWorkersSpec(broker=broker_from_env() or DEFAULT_BROKER)

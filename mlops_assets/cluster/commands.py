@@ -32,7 +32,7 @@ def engine_daemons(engine: str, folder: ClusterDir) -> list[Daemon]:
     if engine == "spark":
         return spark.daemons(spark.SparkClusterSpec(), folder)
     if engine == "celery":
-        return celery_workers.daemons(celery_workers.CeleryWorkersSpec(), folder)
+        return celery_workers.daemons(celery_workers.spec_from_env(), folder)
     return ray_nodes.daemons(ray_nodes.RayClusterSpec(), folder)
 
 
@@ -77,7 +77,7 @@ def up_ray(folder: ClusterDir, spec: ray_nodes.RayClusterSpec | None = None) -> 
 
 
 def up_celery(folder: ClusterDir, spec: celery_workers.CeleryWorkersSpec | None = None) -> None:
-    spec = spec or celery_workers.CeleryWorkersSpec()
+    spec = spec or celery_workers.spec_from_env()
     daemons = celery_workers.daemons(spec, folder)
     # A log keeps earlier starts' lines: only a `ready.` written after this start counts.
     offsets = {d.name: _size(folder.log_file(d.name)) for d in daemons}
