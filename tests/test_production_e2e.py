@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tests.services import require_service
 from tests.test_production_profile import INSTANCE_YAML, PG, _pg_connect, pg_database  # noqa: F401
 from tests.test_training import RELAXED_FLOOR, TUNING
 from tests.test_training_production import _free_port, mlflow_server  # noqa: F401 (fixture)
+from tests.test_warehouse_production import fresh_database
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +45,6 @@ START, END = dt.date(2013, 1, 1), dt.date(2013, 2, 14)
 ONLINE = (dt.date(2013, 2, 13), dt.date(2013, 2, 14))  # the two last landed days, into Redis
 REDIS_DB = 7  # its own Redis database, emptied before and after
 CLI = [sys.executable, "-m", "mlops_assets.cli"]
-
-
-@contextlib.contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(_pg_connect("postgres")) as admin, admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield name
-        finally:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def flush_redis_db() -> None:

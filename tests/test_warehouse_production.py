@@ -71,8 +71,9 @@ def _set_fake_aws(patch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.contextmanager
-def _fresh_database() -> Iterator[str]:
-    name = f"mlops_wh_{uuid.uuid4().hex[:12]}"
+def fresh_database(prefix: str = "mlops_wh") -> Iterator[str]:
+    """A new database on the machine's PostgreSQL server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with contextlib.closing(_pg_connect("postgres")) as admin, admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
         try:
@@ -88,7 +89,7 @@ def production(s3_endpoint, tmp_path_factory) -> Iterator[Production]:
     from mlops_assets.definitions import build_definitions
 
     home = tmp_path_factory.mktemp("production_home")
-    with pytest.MonkeyPatch.context() as patch, _fresh_database() as database:
+    with pytest.MonkeyPatch.context() as patch, fresh_database() as database:
         _set_fake_aws(patch)
         bucket = s3_server.S3Bucket(endpoint=s3_endpoint, name=f"mlops-wh-{uuid.uuid4().hex[:12]}")
         s3_endpoint.client().create_bucket(Bucket=bucket.name)
