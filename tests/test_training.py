@@ -422,3 +422,30 @@ def test_a_boosted_challenger_is_refit_on_train_and_validation_and_loads_as_one_
     assert 0 < record["decision_threshold"] < 1
     evaluation = metadata(result, TRAINING_KEYS[3])
     assert 0.6 < evaluation["candidate/roc_auc"] < 0.85
+
+
+def test_a_trial_that_never_started_does_not_fail_the_tuning(tmp_path):
+    """`trial_runs_logger` (Ray's MLflowLoggerCallback, reading its `_trial_runs`): ending a trial that
+    never started is a no-op; a started trial's nested run is ended as Ray's callback ends it."""
+    import mlflow
+
+    from mlops_assets.training.tuning import trial_runs_logger
+
+    class Trial:
+        config = {"learning_rate": 0.01}
+        local_path = str(tmp_path)
+
+        def __str__(self) -> str:
+            return "trial_00000"
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = trial_runs_logger(tracking_uri=uri, registry_uri=uri, experiment_name="tune-logger")
+    logger.setup()
+    logger.log_trial_end(Trial(), failed=True)  # cancelled before it ran: Ray's own raised KeyError
+    started = Trial()
+    logger.log_trial_start(started)
+    logger.log_trial_end(started)
+    [run] = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("tune-logger").experiment_id]
+    )
+    assert run.info.status == "FINISHED" and run.data.params == {"learning_rate": "0.01"}

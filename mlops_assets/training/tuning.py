@@ -169,7 +169,10 @@ def run_tuning(
                     reduction_factor=2,
                 ),
                 search_alg=BasicVariantGenerator(points_to_evaluate=[starting_point()], random_state=seed),
-                reuse_actors=True,
+                # A trial's actor serves the next trial on a local Ray (a saved actor start each). On a
+                # cluster, Ray Tune 2.60's actor cache cancelled a trial's actor that a slower node had
+                # not started yet, and the trial failed without running (tests/test_production_e2e.py).
+                reuse_actors=not compute.ray_address,
                 time_budget_s=time_budget_s,
             ),
             run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks, verbose=0),
@@ -218,3 +221,17 @@ def _outcome(grid, wall: float, parallelism: int) -> TuningOutcome:
         trial_seconds=sum(t["seconds"] for t in trials),
         parallelism=parallelism,
     )
+
+
+def trial_runs_logger(**kwargs):
+    """Ray's MLflowLoggerCallback (each trial a nested MLflow run), except that a trial which never started
+    (its actor cancelled or lost before it ran) has no run to end: Ray's callback raised KeyError there,
+    inside `Tuner.fit()`, and the whole tuning failed instead of that one trial."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    class TrialRunsLogger(MLflowLoggerCallback):
+        def log_trial_end(self, trial, failed: bool = False) -> None:
+            if trial in self._trial_runs:
+                super().log_trial_end(trial, failed)
+
+    return TrialRunsLogger(**kwargs)

@@ -46,9 +46,8 @@ def tuned_hyperparameters(
 ) -> dg.MaterializeResult:
     import mlflow as mlflow_api
     import pandas as pd
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from mlops_assets.training.tuning import run_tuning
+    from mlops_assets.training.tuning import run_tuning, trial_runs_logger
 
     resolved = run_training_set(context, lake, CHAIN)
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
@@ -56,7 +55,7 @@ def tuned_hyperparameters(
     experiment_id = mlflow.activate()
     tags = {**dagster_tags(context), **data.lineage_tags()}
     with mlflow_api.start_run(experiment_id=experiment_id, run_name="tune", tags=tags) as parent:
-        trials_logger = MLflowLoggerCallback(
+        trials_logger = trial_runs_logger(
             tracking_uri=mlflow.tracking_uri,
             registry_uri=mlflow.tracking_uri,
             experiment_name=mlflow.experiment,
