@@ -69,11 +69,11 @@ def production_env(s3_bucket: S3Bucket, mlflow_server: str, tmp_path: Path) -> I
     flush_redis_db()
     with fresh_database("mlops_e2e_dagster") as instance_db, fresh_database("mlops_e2e_wh") as warehouse_db:
         pg = {"HOST": PG["host"], "PORT": str(PG["port"]), "USER": PG["user"], "PASSWORD": ""}
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("MLOPS_", "DAGSTER_", "DBT_", "PROMETHEUS"))
-        }
+        # Not the test process's own settings, nor what libraries left in it: a local `ray.init()` of an
+        # earlier test sets RAY_AUTH_MODE=token in os.environ, and a driver with it cannot start actors on
+        # the cluster `mlops cluster` runs without authentication (every trial was cancelled).
+        ours = ("MLOPS_", "DAGSTER_", "DBT_", "PROMETHEUS", "RAY_", "PYTHONBREAKPOINT")
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         yield {
             **inherited,  # the s3_bucket fixture's fake AWS credentials among them
             "MLOPS_PROFILE": "production",
