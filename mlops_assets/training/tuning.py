@@ -169,10 +169,7 @@ def run_tuning(
                     reduction_factor=2,
                 ),
                 search_alg=BasicVariantGenerator(points_to_evaluate=[starting_point()], random_state=seed),
-                # A trial's actor serves the next trial on a local Ray (a saved actor start each). On a
-                # cluster, Ray Tune 2.60's actor cache cancelled a trial's actor that a slower node had
-                # not started yet, and the trial failed without running (tests/test_production_e2e.py).
-                reuse_actors=not compute.ray_address,
+                reuse_actors=True,
                 time_budget_s=time_budget_s,
             ),
             run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks, verbose=0),
