@@ -72,7 +72,7 @@ def production_env(s3_bucket: S3Bucket, mlflow_server: str, tmp_path: Path) -> I
         # Not the test process's own settings, nor what libraries left in it: a local `ray.init()` of an
         # earlier test sets RAY_AUTH_MODE=token in os.environ, and a driver with it cannot start actors on
         # the cluster `mlops cluster` runs without authentication (every trial was cancelled).
-        ours = ("MLOPS_", "DAGSTER_", "DBT_", "PROMETHEUS", "RAY_", "PYTHONBREAKPOINT")
+        ours = ("MLOPS_", "DAGSTER_", "DBT_", "MLFLOW_", "FEAST_", "PROMETHEUS", "RAY_", "PYTHONBREAKPOINT")
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         yield {
             **inherited,  # the s3_bucket fixture's fake AWS credentials among them
@@ -234,7 +234,8 @@ def test_the_production_profile_end_to_end(cluster: dict[str, str], s3_bucket: S
     # The registry is the MLflow server's: version 1 is the champion.
     import mlflow
 
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    # Both URIs named: earlier tests in this process may have set mlflow's module-wide registry URI.
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("flight_delay", "champion")
     assert champion.version == "1"
 
