@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +23,20 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 
 FIRST_DAYS = (dt.date(2013, 1, 1), dt.date(2013, 1, 3))  # a small window of real data
+
+
+@pytest.fixture
+def broker():
+    """A RabbitMQ exchange and queue of this test alone, deleted afterwards."""
+    from mlops_assets.resources.broker import LOCAL_BROKER_URL, RabbitMQBroker
+    from tests.services import require_service
+
+    require_service("rabbitmq")
+    name = f"mlops-test-{uuid.uuid4().hex[:12]}"
+    broker = RabbitMQBroker(url=LOCAL_BROKER_URL, exchange=name, queue=f"{name}.lake")
+    broker.declare()
+    yield broker
+    broker.delete()
 
 
 @pytest.fixture

@@ -10,20 +10,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from mlops_assets.ingestion.layout import landing_key
-from mlops_assets.resources.broker import LOCAL_BROKER_URL, RabbitMQBroker
+from mlops_assets.resources.broker import RabbitMQBroker
 from mlops_assets.resources.storage import LocalObjectStore
 from mlops_assets.streaming.assembly import DayAssembler
 from mlops_assets.streaming.events import StreamEvent, local_midnight, window_events
 from mlops_assets.streaming.lake_log import LakeLog
 from mlops_assets.streaming.producer import publish_events
-from tests.services import require_service
 from tests.tcp_proxy import TcpProxy
 
 DAY = dt.date(2013, 1, 2)
@@ -33,17 +31,6 @@ DAY_FILES = (landing_key("flights", DAY.isoformat()), landing_key("weather", DAY
 @pytest.fixture(scope="module")
 def day_events() -> list[StreamEvent]:
     return window_events(DAY, DAY)
-
-
-@pytest.fixture
-def broker():
-    """A RabbitMQ exchange and queue of this test alone, deleted afterwards."""
-    require_service("rabbitmq")
-    name = f"mlops-test-{uuid.uuid4().hex[:12]}"
-    broker = RabbitMQBroker(url=LOCAL_BROKER_URL, exchange=name, queue=f"{name}.lake")
-    broker.declare()
-    yield broker
-    broker.delete()
 
 
 def delivered_files(tmp_path: Path, first: dt.date, last: dt.date) -> dict[str, bytes]:

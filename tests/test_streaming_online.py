@@ -82,3 +82,137 @@ def test_weather_online_follows_the_stream_and_equals_the_batch_snapshot(tmp_pat
     assert follower.observe([older, observations[-1].fields]) == 0
     assert follower.skipped_late == 2
     assert online_rows(feast, features) == before
+
+
+def online_delay_rows(feast, entity: str, ids: list[str]) -> dict[str, dict]:
+    from mlops_assets.features.flight_features import STAT_COLUMNS
+
+    response = feast.get_store().get_online_features(
+        features=[f"delay_stats_{entity}:{c}" for c in STAT_COLUMNS], entity_rows=[{entity: i} for i in ids]
+    )
+    table = response.to_dict()
+    return {key: {c: table[c][n] for c in STAT_COLUMNS} for n, key in enumerate(table[entity])}
+
+
+def batch_delay_snapshots(warehouse: Path, first: dt.date, last: dt.date):
+    """delay_stats of the days the batch way: the warehouse's fct_flights, then the feature SQL."""
+    import duckdb
+
+    from mlops_assets.features.duckdb_features import delay_stats_sql
+    from mlops_assets.features.inputs import read_warehouse_inputs
+
+    flights, _ = read_warehouse_inputs(warehouse, first, last)
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.register("flights", flights)
+        return con.execute(delay_stats_sql(first, last)).df()
+
+
+def assert_online_equals_batch(feast, batch, hour: dt.datetime) -> int:
+    """Every entity of the batch snapshot of `hour`, read from the online store: the same figures."""
+    from mlops_assets.features.flight_features import ENTITY_TYPES, STAT_COLUMNS
+
+    snapshot = batch[batch["event_timestamp"] == hour]
+    for entity in ENTITY_TYPES:
+        expected = snapshot[snapshot["entity_type"] == entity]
+        online = online_delay_rows(feast, entity, list(expected["entity_id"]))
+        for _, row in expected.iterrows():
+            got = online[row["entity_id"]]
+            wrong = [c for c in STAT_COLUMNS if not same(got[c], row[c])]
+            assert not wrong, (hour, entity, row["entity_id"], {c: (got[c], row[c]) for c in wrong})
+    return len(snapshot)
+
+
+@pytest.mark.slow
+def test_delay_statistics_online_follow_the_stream_and_equal_the_batch_snapshot(training_set_home, tmp_path):
+    """Two streamed days over 19 delivered ones: after each clock tick of the second day the online store
+    holds that hour's batch snapshot for every carrier, origin, destination and route (the batch computed
+    from dbt's fct_flights); an arrival consumed late is in the snapshots from the next hour on, and a
+    repeated one changes nothing."""
+    from mlops_assets.ingestion.layout import landing_key
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.streaming.events import local_midnight, window_events
+    from mlops_assets.streaming.online_delays import DelayFollower
+
+    delivered = LocalObjectStore(root=str(training_set_home / "landing"))
+    landing = LocalObjectStore(root=str(tmp_path / "landing"))
+    first_streamed = dt.date(2013, 1, 20)
+    kept = [landing_key("airports", None)]
+    kept += [landing_key("flights", f"2013-01-{d:02d}") for d in range(1, first_streamed.day)]
+    for key in kept:  # the stream's days come only from its events
+        landing.write_bytes(key, delivered.read_bytes(key))
+    feast = FeastResource(profile="local", home=str(tmp_path / "home"))
+    feast.apply()
+    last_day = dt.date(2013, 1, 21)
+    batch = batch_delay_snapshots(training_set_home / "warehouse.duckdb", last_day, last_day)
+
+    events = window_events(first_streamed, dt.date(2013, 1, 21))
+    # An arrival of the second day, consumed three hours after it happened (a redelivery after a crash).
+    late = next(e for e in events if e.kind == "flight.arrived" and e.time.hour == 15 and e.time.day == 21)
+    due = late.time.replace(minute=0, second=0) + dt.timedelta(hours=3)
+    follower = DelayFollower(feast, landing)
+    compared = hours = 0
+    batch_hours = set(batch["event_timestamp"])
+    for event in events:
+        if event is late:
+            continue
+        follower.take([event])
+        if event.kind != "clock.tick" or event.time < local_midnight(last_day):
+            continue  # the first day's hours: only taken in (the snapshots of the second day read them)
+        if event.time == due:
+            follower.take([late, late])  # late, and twice
+        if follower.follow(event.time) == 0 or event.time not in batch_hours:
+            continue  # nothing new, or an hour of 01-22 (the stream ends with the last arrivals of 01-21)
+        hours += 1
+        if late.time < event.time <= due - dt.timedelta(hours=1):
+            # The hours the late arrival missed: the batch has it, the stream did not yet.
+            with pytest.raises(AssertionError):
+                assert_online_equals_batch(feast, batch, event.time)
+            continue
+        compared += assert_online_equals_batch(feast, batch, event.time)
+    assert hours == len(batch_hours) == 24
+    assert compared > 20 * 250
+    assert follower.follow(due) == 0  # an hour older than the newest pushed is never pushed again
+
+
+@pytest.mark.slow
+def test_the_consumer_pushes_delay_statistics_online_across_a_kill_9(training_set_home, broker, tmp_path):
+    """`mlops stream consume --online` on a real RabbitMQ, killed right after a durable write and
+    restarted: the restarted consumer rebuilds the flights it had written from the lake (the broker
+    redelivers them only as duplicates), and the online store ends on the batch snapshot of the last hour."""
+    from mlops_assets.ingestion.layout import landing_key
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.streaming.events import window_events
+    from mlops_assets.streaming.producer import publish_events
+    from tests.test_streaming import finish, start_consumer
+
+    home = tmp_path / "home"
+    delivered = LocalObjectStore(root=str(training_set_home / "landing"))
+    landing = LocalObjectStore(root=str(home / "landing"))
+    for key in [landing_key("airports", None)] + [
+        landing_key("flights", f"2013-01-{d:02d}") for d in range(1, 21)
+    ]:
+        landing.write_bytes(key, delivered.read_bytes(key))
+    feast = FeastResource(profile="local", home=str(home))
+    feast.apply()
+    last_hour = dt.datetime(2013, 1, 21, 19, tzinfo=dt.UTC)  # 14:00 in New York
+    events = [
+        e
+        for e in window_events(dt.date(2013, 1, 21), dt.date(2013, 1, 21))
+        if e.time < last_hour + dt.timedelta(hours=1)
+    ]
+    publish_events(broker, events, 0)
+
+    crashed = start_consumer(home, broker, "--online", "--batch-size", "500", "--crash-after-batches", "2")
+    assert finish(crashed) == -9
+    restarted = start_consumer(home, broker, "--online", "--exit-when-idle", "2")
+    assert finish(restarted, timeout=240) == 0
+    log = max(home.glob("consumer-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "delay statistics row(s)" in log, log
+
+    batch = batch_delay_snapshots(
+        training_set_home / "warehouse.duckdb", dt.date(2013, 1, 21), dt.date(2013, 1, 21)
+    )
+    assert assert_online_equals_batch(feast, batch, last_hour) > 250

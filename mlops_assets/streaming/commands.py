@@ -14,7 +14,7 @@ HELP = """examples:
   mlops stream consume
         write every event once into the lake, land each completed day in the landing zone
   mlops stream consume --online
-        the same, and each hour's weather features pushed to the online store as they come
+        the same, and each hour's weather features and delay statistics pushed to the online store
   mlops stream consume --exit-when-idle 30
         the same, stopping after 30 s without a message
 The broker is MLOPS_BROKER_URL (default amqp://guest:guest@127.0.0.1:5672/%2F, RabbitMQ);
@@ -68,7 +68,12 @@ def consume(args: argparse.Namespace) -> int:
         f"consumed for {time.monotonic() - started:.1f}s: {stats.written} event(s) written in "
         f"{stats.batches} batch(es), {stats.duplicates} duplicate(s) dropped, {stats.rejected} rejected, "
         f"{len(stats.landed)} day file(s) landed, {stats.reconnects} reconnect(s), {consumer.days.late} late"
-        + (f", {consumer.weather.pushed} weather row(s) pushed online" if consumer.weather else "")
+        + (
+            f", {consumer.weather.pushed} weather row(s) and {consumer.delays.pushed} delay statistics "
+            f"row(s) of {consumer.delays.hours} hour(s) pushed online"
+            if consumer.weather and consumer.delays
+            else ""
+        )
     )
     return 0
 
@@ -124,7 +129,7 @@ def add_stream_command(commands) -> None:
     stream.add_argument(
         "--online",
         action="store_true",
-        help="consume: also push each hour's weather features to the online store (after feast apply)",
+        help="consume: also push each hour's weather and delay statistics online (after feast apply)",
     )
     # For the crash tests: SIGKILL itself between a batch's durable write and its acknowledgement.
     stream.add_argument("--crash-after-batches", type=int, help=argparse.SUPPRESS)

@@ -52,8 +52,8 @@ class ConsumerOptions:
     # Testing the crash window between a durable write and its acknowledgement: SIGKILL this process
     # right after writing this many batches, before acknowledging the last of them.
     crash_after_batches: int | None = None
-    # Push each hour's weather features to the online store as it is consumed (online_weather.py); a
-    # FeastResource whose registry has been applied.
+    # Push each hour's weather features and delay statistics to the online store as the stream reaches it
+    # (online_weather.py, online_delays.py); a FeastResource whose registry has been applied.
     online_feast: Any = None
 
 
@@ -75,18 +75,24 @@ class LakeConsumer:
         self.seen: set[str] = set()
         self.days = DayAssembler()
         self.weather = None
+        self.delays = None
         if self.options.online_feast is not None:
+            from mlops_assets.streaming.online_delays import DelayFollower
             from mlops_assets.streaming.online_weather import WeatherFollower
 
             self.weather = WeatherFollower(self.options.online_feast)
+            self.delays = DelayFollower(self.options.online_feast, landing_zone, log)
 
     def recover(self) -> None:
         """The ids already written and the state of the open days, from the lake alone."""
         for raw in self.record.records():
             self.seen.add(raw["id"])
-            self.days.apply(StreamEvent.from_json(raw))
+            event = StreamEvent.from_json(raw)
+            self.days.apply(event)
             if self.weather is not None and raw["kind"] == "weather.observed":
                 self.weather.remember([raw["fields"]])
+            if self.delays is not None:
+                self.delays.take([event])
         for table, day in list(self.days.rows):
             if self.landing_zone.exists(landing_key(table, day)):
                 self.days.mark_landed(table, day)  # landed before the restart: its file stays as it is
@@ -158,12 +164,21 @@ class LakeConsumer:
 
     def follow_online(self, fresh: list[StreamEvent]) -> None:
         """Best effort: the lake is the record; an hour that fails to push is superseded within the hour."""
-        if self.weather is None:
+        if self.weather is None or self.delays is None:
             return
-        try:
-            self.weather.observe([e.fields for e in fresh if e.kind == "weather.observed"])
-        except Exception as error:  # the online store must not stop the lake's ingestion
-            self.log(f"online push failed ({error!r}); the next hour supersedes it")
+        self.delays.take(fresh)
+        pushes = (
+            (
+                "weather",
+                lambda: self.weather.observe([e.fields for e in fresh if e.kind == "weather.observed"]),
+            ),
+            ("delay statistics", lambda: self.delays.follow(self.days.watermark)),
+        )
+        for what, push in pushes:
+            try:
+                push()
+            except Exception as error:  # the online store must not stop the lake's ingestion
+                self.log(f"online push of {what} failed ({error!r}); the next hour supersedes it")
 
     def land_complete_days(self) -> None:
         for table, day in self.days.complete():
