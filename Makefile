@@ -71,13 +71,15 @@ metrics: setup
 # STREAM=1: the data comes through the broker instead (docs/streaming.md). `make ui STREAM=1` starts the
 # lake consumer beside the UI (publish with `mlops stream`); `make year STREAM=1` also starts the live feed
 # of April-December at SPEED (600: a day of 2013 every 2.4 minutes). The consumer lands each complete day
-# in the landing zone, where the landing-zone sensor takes it exactly as a delivered file.
+# in the landing zone, where the landing-zone sensor takes it exactly as a delivered file, and pushes each
+# hour's weather and delay statistics to the online store (ONLINE= leaves the online store to the batch).
 STREAM ?=
 SPEED ?= 600
+ONLINE ?= 1
 stream-consumer: setup
 	@mkdir -p "$(LOGS)" "$(RUN_DIR)"
 	@if $(call alive,stream-consume); then echo "mlops stream consume already runs (pid $$pid)"; else \
-		set -m; nohup $(BIN)/mlops stream consume > "$(LOGS)/stream-consume.log" 2>&1 & \
+		set -m; nohup $(BIN)/mlops stream consume $(if $(ONLINE),--online) > "$(LOGS)/stream-consume.log" 2>&1 & \
 		echo $$! > "$(RUN_DIR)/stream-consume.pid"; \
 		echo "mlops stream consume: log $(LOGS)/stream-consume.log"; fi
 

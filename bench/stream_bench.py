@@ -14,6 +14,12 @@ process (`mlops stream consume`), as in production; the producer runs in this pr
 - faults: the same day at speed 3600 while the consumer is killed with SIGKILL every --kill-every s
   (and restarted) and every broker connection, producer's and consumer's, is cut every --cut-every s
   (a TCP proxy between them and RabbitMQ); then events published, events in the lake, duplicates.
+- online: the same day at --online-speed with `consume --online` over a landing zone holding the 29 days
+  before (so the 28-day statistics are whole), while this process polls the online store every 20 ms
+  for EWR's `delay_stats_origin` snapshot. Per hour H: the clock tick of H published -> the snapshot of
+  H readable (the consumer's own latency); per arrival: published -> the first snapshot that counts it
+  readable (wall time at that speed; most of it is the wait for the next hour, as training's hourly
+  snapshots define the feature); and the consumer's CPU per hour of the day.
 
 Prints each repeat, then the medians.
 """
@@ -53,12 +59,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Consumer:
-    def __init__(self, home: Path, broker: RabbitMQBroker, url: str | None = None) -> None:
+    def __init__(self, home: Path, broker: RabbitMQBroker, url: str | None = None, *extra: str) -> None:
         env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_PROFILE": "local"}
         env["MLOPS_BROKER_URL"] = url or broker.url
         self.log = home / f"consumer-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "mlops_assets.cli", "stream", "consume", "--exchange"]
-        command += [broker.exchange, "--queue", broker.queue, "--max-wait", "0.1"]
+        command += [broker.exchange, "--queue", broker.queue, "--max-wait", "0.1", *extra]
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -194,6 +200,89 @@ def faults(events, start: dt.date, kill_every: float, cut_every: float) -> dict[
         shutil.rmtree(home, ignore_errors=True)
 
 
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class SnapshotPoller(threading.Thread):
+    """When each hour's snapshot of EWR's delay statistics first becomes readable in the online store."""
+
+    def __init__(self, feast) -> None:
+        super().__init__(daemon=True)
+        self.store = feast.get_store()
+        self.seen: dict[dt.datetime, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            response = self.store.get_online_features(
+                features=["delay_stats_origin:flights_1d"], entity_rows=[{"origin": "EWR"}]
+            ).to_dict(include_event_timestamps=True)
+            stamp = response["flights_1d__ts"][0]  # epoch seconds of the row's event timestamp
+            if stamp:
+                self.seen.setdefault(dt.datetime.fromtimestamp(stamp, dt.UTC), time.time())
+            time.sleep(0.02)
+
+
+def online(events, start: dt.date, speed: float) -> dict[str, float]:
+    from mlops_assets.replay import replay
+    from mlops_assets.resources.feature_store import FeastResource
+
+    broker, home = fresh("online")
+    try:
+        replay(LocalObjectStore(root=str(home / "landing")), start - dt.timedelta(days=29), start)
+        feast = FeastResource(profile="local", home=str(home))
+        feast.apply()
+        consumer = Consumer(home, broker, None, "--online")
+        consumer.wait_ready()
+        poller = SnapshotPoller(feast)
+        poller.start()
+        cpu_before = cpu_seconds(consumer.process.pid)
+        publish_events(broker, events, speed=speed, log=lambda _: None, clock_start=local_midnight(start))
+        found = wait_for(home, len(events))
+        last_tick = max(r["time"] for r in found if r["kind"] == "clock.tick")
+        last_hour = dt.datetime.fromisoformat(last_tick).astimezone(dt.UTC)
+        deadline = time.monotonic() + 30
+        while last_hour not in poller.seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu = cpu_seconds(consumer.process.pid) - cpu_before
+        poller.done.set()
+        poller.join()
+        consumer.stop()
+        ticks = {
+            dt.datetime.fromisoformat(r["time"]).astimezone(dt.UTC): r["published_at"]
+            for r in found
+            if r["kind"] == "clock.tick"
+        }
+        # The day before is published at once (its clock is before the replay's start): only the newest
+        # of those hours is pushed, and it is the cold one (29 landed files read, the first query).
+        day_hours = sorted(h for h in ticks if h >= local_midnight(start))
+        seen = [h for h in day_hours if h in poller.seen]
+        hours = [1000 * (poller.seen[h] - ticks[h]) for h in seen]
+        arrivals = []
+        for record in found:
+            if record["kind"] != "flight.arrived":
+                continue
+            counted_from = dt.datetime.fromisoformat(record["time"]).astimezone(dt.UTC)
+            counted_from = counted_from.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+            readable = min((at for h, at in poller.seen.items() if h >= counted_from), default=None)
+            if readable is not None:
+                arrivals.append(1000 * (readable - record["published_at"]))
+        return {
+            "online_hours_seen": len(hours),
+            "online_hours_ticked": len(day_hours),
+            "tick_to_online_p50_ms": percentile(hours, 0.5),
+            "tick_to_online_p99_ms": percentile(hours, 0.99),
+            "arrival_to_online_p50_ms": percentile(arrivals, 0.5),
+            "arrival_to_online_p99_ms": percentile(arrivals, 0.99),
+            "online_consumer_cpu_ms_per_hour": 1000 * cpu / max(1, len(ticks)),
+        }
+    finally:
+        broker.delete()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,13 +291,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=5.0)
     parser.add_argument("--cut-every", type=float, default=3.0)
+    parser.add_argument("--online-speed", type=float, default=1800.0)
+    parser.add_argument(
+        "--phases", default="throughput,drain,latency,faults,online", help="comma-separated subset"
+    )
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     events = window_events(args.day, args.day)
     print(f"{len(events)} events of {args.day}; {os.cpu_count()} CPU(s); RabbitMQ quorum queue")
     runs: list[dict[str, float]] = []
     for number in range(args.repeats):
-        run = {**throughput(events), **drain(events), **latency(events, args.day)}
-        run.update(faults(events, args.day, args.kill_every, args.cut_every))
+        run: dict[str, float] = {}
+        if "throughput" in phases:
+            run.update(throughput(events))
+        if "drain" in phases:
+            run.update(drain(events))
+        if "latency" in phases:
+            run.update(latency(events, args.day))
+        if "faults" in phases:
+            run.update(faults(events, args.day, args.kill_every, args.cut_every))
+        if "online" in phases:
+            run.update(online(events, args.day, args.online_speed))
         print(f"repeat {number + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in run.items()))
         sys.stdout.flush()
         runs.append(run)

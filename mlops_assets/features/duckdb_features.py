@@ -52,13 +52,19 @@ def flight_schedule_sql(first: dt.date, last: dt.date) -> str:
     """
 
 
-def _snapshots_values(first: dt.date, last: dt.date) -> str:
-    rows = ", ".join(f"({_d(day)}, {t})" for day, t in snapshot_hours(first, last))
+def _snapshots_values(hours: list[tuple[dt.date, int]]) -> str:
+    rows = ", ".join(f"({_d(day)}, {t})" for day, t in hours)
     return f"(values {rows}) as s(day, t)"
 
 
-def delay_stats_sql(first: dt.date, last: dt.date) -> str:
+def delay_stats_sql(first: dt.date, last: dt.date, only_hour: int | None = None) -> str:
+    """Every hourly snapshot of the days, or with `only_hour` (UTC epoch second of one of them) that
+    snapshot alone (the stream's follower computes one hour at a time)."""
     hours = snapshot_hours(first, last)
+    if only_hour is not None:
+        hours = [(day, t) for day, t in hours if t == only_hour]
+        if not hours:
+            raise ValueError(f"{only_hour} is not a snapshot hour of {first}..{last}")
     lowest = hours[0][1] - max(WINDOWS_DAYS) * 86400
     highest = hours[-1][1]
     ids = {kind: "origin || '-' || dest" if kind == "route" else kind for kind in ENTITY_TYPES}
@@ -92,7 +98,7 @@ def delay_stats_sql(first: dt.date, last: dt.date) -> str:
     grid as (
         select entity_type, entity_id, s.t, s.day, true as is_snapshot,
             0::bigint as n, 0::bigint as late, 0.0::double as delay_sum
-        from active join {_snapshots_values(first, last)} using (day)
+        from active join {_snapshots_values(hours)} using (day)
     ),
     outcomes as (
         select entity_type, entity_id, t, null::date as day, false as is_snapshot,

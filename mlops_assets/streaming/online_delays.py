@@ -107,11 +107,8 @@ def snapshot_rows(flights: list[dict[str, str]], zones: dict[str, str], hour: dt
         con.register("raw_flights", raw)
         con.register("zones", zone_frame)
         con.execute(f"create temp table flights as {ARRIVALS_SQL}")
-        stamp = hour.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        con.execute(
-            f"create temp table snapshot as select * from ({delay_stats_sql(day, day)}) "
-            f"where event_timestamp = timestamptz '{stamp}+00'"
-        )
+        only = int(hour.timestamp())
+        con.execute(f"create temp table snapshot as {delay_stats_sql(day, day, only_hour=only)}")
         return {
             f"delay_stats_{entity}": con.execute(entity_table_sql("snapshot", entity))
             .df()
