@@ -33,7 +33,9 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
         name=SENSOR_NAME,
         description="Turns each new or re-delivered landing-zone file into a run of its raw partition.",
         asset_selection=targets,
-        minimum_interval_seconds=5,  # a listing of the landing zone is cheap; a landed day waits less
+        # A listing of the landing zone is cheap; a landed day waits less. 4, not 5: the daemon looks every
+        # 5 s and skips a sensor whose interval has not quite passed, so 5 ticked every 5 or 10 s.
+        minimum_interval_seconds=4,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: ObjectStore):
