@@ -55,7 +55,7 @@ AUTOMATION_SENSOR = "daily_graph_automation"
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates every asset's automation condition. Every 10 s rather than Dagster's default 30 s: the
+    """Evaluates every asset's automation condition about every 10 s rather than Dagster's default 30 s: the
     wait for the next evaluation is part of every landed day's time to its drift report. The interval is
     9 s: the daemon looks every 5 s and skips a sensor whose interval has not quite passed (the last tick
     started a moment after its loop did), so 10 gave ticks 10 or 15 s apart, 12.2 s on average."""
