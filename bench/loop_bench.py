@@ -68,7 +68,7 @@ RULES_BEFORE: dict[str, dict[str, Any]] = {
         "floor_days": 28,
         "window_days": 90,
     },
-    "gate": {"min_auc_gain": 0.002, "ece_tolerance": 0.01},
+    "gate": {"min_auc_gain": 0.002, "ece_tolerance": 0.01, "ece_acceptable": 0.0},
 }
 
 
@@ -287,7 +287,9 @@ def train(data: Data, window: tuple[str, str], budget: Budget, cache: Path | Non
         digest = hashlib.sha256(f"{window}{budget.key()}{data.feature_service}".encode()).hexdigest()[:16]
         path = cache / f"{window[0]}_{window[1]}_{digest}.joblib"
         if path.exists():
-            return joblib.load(path)
+            cached = joblib.load(path)
+            # Kept as a dict: a pickled Model would name the module that ran (`__main__` for the script).
+            return Model(**cached) if isinstance(cached, dict) else cached
     from mlops_assets.features.training_set import TrainingSetIdentity, canonical_hash
     from mlops_assets.ml.baselines import fit_baseline, predict_baseline
     from mlops_assets.ml.data import LABEL
@@ -329,7 +331,7 @@ def train(data: Data, window: tuple[str, str], budget: Budget, cache: Path | Non
     model.reference = _reference(model, frame)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(model, path)
+        joblib.dump(vars(model), path)
     return model
 
 
@@ -349,6 +351,7 @@ class Rules:
     retraining: Any  # RetrainingPolicy
     min_auc_gain: float
     ece_tolerance: float
+    ece_acceptable: float = 0.0
 
 
 def rules(name: str) -> Rules:
@@ -361,7 +364,13 @@ def rules(name: str) -> Rules:
     if name != "now":
         raise ValueError(f"rules are 'now' or 'before', not {name!r}")
     fields = RegistryConfig.model_fields
-    return Rules(name, RetrainingPolicy(), fields["min_auc_gain"].default, fields["ece_tolerance"].default)
+    return Rules(
+        name,
+        RetrainingPolicy(),
+        fields["min_auc_gain"].default,
+        fields["ece_tolerance"].default,
+        fields["ece_acceptable"].default,
+    )
 
 
 @dataclass
@@ -418,6 +427,7 @@ def gate_candidate(loop: Loop, candidate: Model) -> Any:
         "hist_gradient_boosting",
         loop.rules.min_auc_gain,
         loop.rules.ece_tolerance,
+        ece_acceptable=loop.rules.ece_acceptable,
     )
     return decision, champion
 
@@ -438,6 +448,8 @@ def retrain(loop: Loop, day: dt.date, decision: Any, trigger: str, trainer: Call
             champion_auc=champion["roc_auc"],
         )
     )
+    event = loop.events[-1]
+    log(f"{event.day} {trigger} on {event.window[0]}..{event.window[1]}: {event.gate} ({event.reason})")
     if verdict.passed:
         loop.champion = candidate
 
@@ -659,8 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     result = replay(data, args.start, end, rule_set, Budget(), CHAMPION_WINDOW, args.home / "models")
     rows = month_table(result)
     total = time.perf_counter() - started
-    print(f"\nrules {rule_set.name}: {rule_set.retraining.model_dump()}, gate min_auc_gain "
-          f"{rule_set.min_auc_gain}, ece_tolerance {rule_set.ece_tolerance}")  # fmt: skip
+    gate_rules = f"min_auc_gain {rule_set.min_auc_gain}, ece_tolerance {rule_set.ece_tolerance}, "
+    print(f"\nrules {rule_set.name}: {rule_set.retraining.model_dump()}, gate {gate_rules}"
+          f"ece_acceptable {rule_set.ece_acceptable}")  # fmt: skip
     print("\n".join(format_table(rows)))
     print(f"\nretraining requests of the loop ({len(result.events)}):")
     print("\n".join(format_events(result.events)))
