@@ -41,7 +41,12 @@ def test_replay_serves_every_day_with_three_policies_and_the_loop_retrains(bench
     assert scores[list(loop_bench.POLICIES)].notna().all().all()
     rows = loop_bench.month_table(result)
     assert [r["month"] for r in rows] == ["2013-01"]
-    assert set(rows[0]) == {"month", "flights", *loop_bench.POLICIES}
+    assert set(rows[0]) == {
+        "month",
+        "flights",
+        *loop_bench.POLICIES,
+        *(f"{p}_daily" for p in loop_bench.POLICIES),
+    }
     assert rows[0]["flights"] == scores["label_late"].notna().sum()
     assert all(0.5 < rows[0][p] < 0.85 for p in loop_bench.POLICIES)  # skill, and no leakage
 

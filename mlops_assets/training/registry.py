@@ -43,9 +43,9 @@ def gate(
     against the floor baseline, which the first model must beat by `floor_margin` (strictly, when 0).
 
     Why an acceptable ECE: both are scored on the last 14 days, whose late rate moves from week to week
-    (April 2013: 7 % to 57 % a day). A candidate calibrated on the week before them is off by that move,
-    and a champion that happens to match it is no better a model; comparing the two ECEs alone refused
-    candidates that ranked the next two weeks' flights better (bench/loop_bench.py, docs/loop.md)."""
+    (April 2013: 7 % to 57 % a day), and each was calibrated on an earlier week, so which of the two is
+    better calibrated there says as much about the weeks as about the models. 0 (the default) keeps the
+    comparison alone; what 0.1 did to a year's replay is in docs/loop.md (the loop's worth)."""
     if champion is not None:
         reference, name, margin = champion, CHAMPION, min_auc_gain
     else:
