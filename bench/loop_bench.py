@@ -340,17 +340,22 @@ class Rules:
     ece_acceptable: float = 0.0
 
 
-def rules(ece_acceptable: float | None = None) -> Rules:
-    """The code's rules (RetrainingPolicy's and RegistryConfig's defaults), `ece_acceptable` replaced
-    when given."""
+def rules(ece_acceptable: float | None = None, **policy: Any) -> Rules:
+    """The code's rules (RetrainingPolicy's and RegistryConfig's defaults), `ece_acceptable` and the
+    policy's fields given replaced."""
     from mlops_assets.defs.training.registered_model import RegistryConfig
     from mlops_assets.resources.retraining_policy import RetrainingPolicy
 
     fields = RegistryConfig.model_fields
     acceptable = fields["ece_acceptable"].default if ece_acceptable is None else ece_acceptable
-    name = "defaults" if ece_acceptable is None else f"defaults, ece_acceptable {ece_acceptable}"
+    changed = {**policy, **({"ece_acceptable": ece_acceptable} if ece_acceptable is not None else {})}
+    name = ", ".join(["defaults", *(f"{k} {v}" for k, v in changed.items())])
     return Rules(
-        name, RetrainingPolicy(), fields["min_auc_gain"].default, fields["ece_tolerance"].default, acceptable
+        name,
+        RetrainingPolicy(**policy),
+        fields["min_auc_gain"].default,
+        fields["ece_tolerance"].default,
+        acceptable,
     )
 
 
@@ -643,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ece-acceptable", type=float, default=None, help="replace RegistryConfig's ece_acceptable"
     )
+    parser.add_argument(
+        "--cooldown-days", type=int, default=None, help="replace RetrainingPolicy's cooldown_days"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the table and events here")
     parser.add_argument("--scores", type=Path, default=None, help="write every served probability here")
     args = parser.parse_args(argv)
@@ -658,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_assets.defs.features.feast_assets import TrainingSetConfig
 
     data = Data(args.home, TrainingSetConfig.model_fields["feature_service"].default)
-    rule_set = rules(args.ece_acceptable)
+    policy = {"cooldown_days": args.cooldown_days} if args.cooldown_days is not None else {}
+    rule_set = rules(args.ece_acceptable, **policy)
     result = replay(data, args.start, end, rule_set, Budget(), CHAMPION_WINDOW, args.home / "models")
     rows = month_table(result)
     total = time.perf_counter() - started
