@@ -3,6 +3,7 @@ retrained, and by an oracle that retrains at the start of every month, replayed 
 
     .venv/bin/python bench/loop_bench.py                               # 2013-04-01..2013-12-31
     .venv/bin/python bench/loop_bench.py --ece-acceptable 0.1          # the gate's rules with one change
+    .venv/bin/python bench/loop_bench.py --cooldown-days 7             # the sensor's, with one change
     .venv/bin/python bench/loop_bench.py --start 2013-04-01 --months 2 # a shorter replay
 
 Running the Dagster graph day by day for nine months would take days on 2 cores, so this is a harness
