@@ -166,6 +166,13 @@ def test_gate_rules():
     assert gate({"roc_auc": 0.723, "ece": 0.025}, champion, floor, "lr", 0.002, 0.01).passed
     worse_calibrated = gate({"roc_auc": 0.75, "ece": 0.05}, champion, floor, "lr", 0.002, 0.01)
     assert not worse_calibrated.passed and "ece" in worse_calibrated.reasons[0]
+    # An ECE within what the late rate's weekly move explains passes whatever the champion's.
+    assert gate({"roc_auc": 0.75, "ece": 0.05}, champion, floor, "lr", 0.002, 0.01, ece_acceptable=0.1).passed
+    badly = gate({"roc_auc": 0.75, "ece": 0.15}, champion, floor, "lr", 0.002, 0.01, ece_acceptable=0.1)
+    assert not badly.passed and badly.reasons == ["ece 0.1500 > champion 0.0200 + 0.01 and > 0.1"]
+    # It never lets a weaker ranking through.
+    weaker = gate({"roc_auc": 0.72, "ece": 0.0}, champion, floor, "lr", 0.002, 0.01, ece_acceptable=0.1)
+    assert not weaker.passed
 
 
 # ---- the graph -----------------------------------------------------------------------------------------

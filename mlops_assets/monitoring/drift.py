@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +52,6 @@ def reference_frame(lake: ObjectStore, mlflow: MlflowResource, champion, rows: i
     cached per version in the lake (the same reference for every day the version serves)."""
     import mlflow as mlflow_api
 
-    from mlops_assets.ml.data import categorical_columns, numeric_columns
-    from mlops_assets.training.data import model_input_frame
-
     key = reference_key(champion, rows)
     if lake.exists(key):
         return lake.read_parquet(key)
@@ -62,13 +60,22 @@ def reference_frame(lake: ObjectStore, mlflow: MlflowResource, champion, rows: i
             f"champion v{champion.version}'s training set ({champion.training_set_key}) is not in the lake"
         )
     frame = lake.read_parquet(champion.training_set_key)
-    sample = frame.sample(n=min(rows, len(frame)), random_state=seed).sort_index()
-    inputs = model_input_frame(sample, categorical_columns(sample), numeric_columns(sample))
     mlflow.activate()
-    probability = mlflow_api.pyfunc.load_model(champion.model_uri).predict(inputs).to_numpy()
-    reference = inputs.assign(probability_late=probability).reset_index(drop=True)
+    model = mlflow_api.pyfunc.load_model(champion.model_uri)
+    reference = reference_sample(frame, lambda inputs: model.predict(inputs).to_numpy(), rows, seed)
     lake.write_parquet(key, reference)
     return reference
+
+
+def reference_sample(training_set, predict: Callable[[Any], Any], rows: int, seed: int = 0):
+    """The reference of a champion: a seeded sample of `rows` of its training set, as model inputs, with
+    its own probabilities (`predict` of those inputs) beside them."""
+    from mlops_assets.ml.data import categorical_columns, numeric_columns
+    from mlops_assets.training.data import model_input_frame
+
+    sample = training_set.sample(n=min(rows, len(training_set)), random_state=seed).sort_index()
+    inputs = model_input_frame(sample, categorical_columns(sample), numeric_columns(sample))
+    return inputs.assign(probability_late=predict(inputs)).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
