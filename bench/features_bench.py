@@ -55,14 +55,8 @@ def prepare_year(home: Path) -> Path:
     os.environ["DBT_TARGET_PATH"] = str(home / "dbt-target")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(REPO_ROOT))
-    import dagster as dg
-
-    from mlops_assets.defs.ingestion.assets import build_raw_assets
-    from mlops_assets.defs.transform.definitions import build_definitions as transform
-    from mlops_assets.lib.calendar import partition_range_tags
-    from mlops_assets.lib.settings import load_settings
+    from bench.warehouse import materialize_window
     from mlops_assets.replay import replay
-    from mlops_assets.resources.profiles import build_resources
     from mlops_assets.resources.storage import LocalObjectStore
 
     landing = LocalObjectStore(root=str(home / "landing"))
@@ -70,20 +64,8 @@ def prepare_year(home: Path) -> Path:
     started = time.perf_counter()
     replay(landing, YEAR_START, YEAR_END)
     log(f"replayed 2013 in {time.perf_counter() - started:.0f}s")
-    raw = list(build_raw_assets())
-    resources = {"landing_zone": landing, "lake": lake}
-    dg.materialize(raw, selection=["raw/airlines", "raw/airports", "raw/planes"], resources=resources)
-    tags = partition_range_tags(YEAR_START.isoformat(), YEAR_END.isoformat())
-    dg.materialize(raw, selection=["raw/flights", "raw/weather"], resources=resources, tags=tags)
-    log(f"raw assets of 2013 in {time.perf_counter() - started:.0f}s")
-    settings = load_settings()
-    defs = dg.Definitions.merge(transform(settings), dg.Definitions(resources=build_resources(settings)))
-    assets = list(defs.assets)
-    reference = [dg.AssetKey(m) for m in ("stg_airports", "stg_airlines", "stg_planes")]
-    dg.materialize(assets, selection=reference, resources=defs.resources)
-    daily = [dg.AssetKey(m) for m in ("stg_flights", "stg_weather", "fct_flights")]
-    dg.materialize(assets, selection=daily, resources=defs.resources, tags=tags)
-    log(f"dbt models of 2013 in {time.perf_counter() - started:.0f}s")
+    materialize_window(landing, lake, YEAR_START, YEAR_END)
+    log(f"raw assets and dbt models of 2013 in {time.perf_counter() - started:.0f}s")
     marker.write_text("ok\n")
     return warehouse
 

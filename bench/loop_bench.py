@@ -88,14 +88,8 @@ def prepare_warehouse(home: Path, first: dt.date, last: dt.date) -> Path:
     marker = home / ".loop-bench-warehouse"
     if marker.exists() and warehouse.exists() and marker.read_text() == f"{first}..{last}":
         return warehouse
-    import dagster as dg
-
-    from mlops_assets.defs.ingestion.assets import build_raw_assets
-    from mlops_assets.defs.transform.definitions import build_definitions as transform
-    from mlops_assets.lib.calendar import partition_range_tags
-    from mlops_assets.lib.settings import load_settings
+    from bench.warehouse import materialize_window
     from mlops_assets.replay import replay
-    from mlops_assets.resources.profiles import build_resources
     from mlops_assets.resources.storage import LocalObjectStore
 
     started = time.perf_counter()
@@ -108,18 +102,7 @@ def prepare_warehouse(home: Path, first: dt.date, last: dt.date) -> Path:
         landing = LocalObjectStore(root=str(home / "landing"))
         lake = LocalObjectStore(root=str(home / "lake"))
         replay(landing, first, last)
-        raw = list(build_raw_assets())
-        resources = {"landing_zone": landing, "lake": lake}
-        dg.materialize(raw, selection=["raw/airlines", "raw/airports", "raw/planes"], resources=resources)
-        tags = partition_range_tags(first.isoformat(), last.isoformat())
-        dg.materialize(raw, selection=["raw/flights", "raw/weather"], resources=resources, tags=tags)
-        settings = load_settings()
-        defs = dg.Definitions.merge(transform(settings), dg.Definitions(resources=build_resources(settings)))
-        assets = list(defs.assets)
-        reference = [dg.AssetKey(m) for m in ("stg_airports", "stg_airlines", "stg_planes")]
-        dg.materialize(assets, selection=reference, resources=defs.resources)
-        daily = [dg.AssetKey(m) for m in ("stg_flights", "stg_weather", "fct_flights")]
-        dg.materialize(assets, selection=daily, resources=defs.resources, tags=tags)
+        materialize_window(landing, lake, first, last)
     marker.write_text(f"{first}..{last}")
     log(f"warehouse of {first}..{last} (replay, raw assets, dbt) in {time.perf_counter() - started:.0f} s")
     return warehouse
