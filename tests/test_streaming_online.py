@@ -216,3 +216,29 @@ def test_the_consumer_pushes_delay_statistics_online_across_a_kill_9(training_se
         training_set_home / "warehouse.duckdb", dt.date(2013, 1, 21), dt.date(2013, 1, 21)
     )
     assert assert_online_equals_batch(feast, batch, last_hour) > 250
+
+
+def test_an_unreadable_landed_file_is_left_out_not_fatal(tmp_path):
+    """A landed flights file the follower cannot read (the raw assets quarantine it, so the batch leaves
+    the day out too) is logged once and left out; the hour's statistics are still pushed."""
+    from mlops_assets.ingestion.layout import landing_key
+    from mlops_assets.replay import replay
+    from mlops_assets.resources.feature_store import FeastResource
+    from mlops_assets.resources.storage import LocalObjectStore
+    from mlops_assets.streaming.events import window_events
+    from mlops_assets.streaming.online_delays import DelayFollower
+
+    landing = LocalObjectStore(root=str(tmp_path / "landing"))
+    replay(landing, dt.date(2013, 1, 19), dt.date(2013, 1, 19))
+    landing.write_bytes(landing_key("flights", "2013-01-18"), b"not,the,columns\n1,2,3\n")
+    feast = FeastResource(profile="local", home=str(tmp_path / "home"))
+    feast.apply()
+    logged: list[str] = []
+    follower = DelayFollower(feast, landing, logged.append)
+    noon = dt.datetime(2013, 1, 20, 17, tzinfo=dt.UTC)
+    follower.take([e for e in window_events(dt.date(2013, 1, 20), dt.date(2013, 1, 20)) if e.time < noon])
+    assert follower.follow(noon) > 0
+    assert follower.follow(noon + dt.timedelta(hours=1)) > 0
+    assert sum("2013-01-18" in line and "unreadable" in line for line in logged) == 1  # once, not hourly
+    online = online_delay_rows(feast, "origin", ["EWR"])["EWR"]
+    assert online["flights_1d"] > 0

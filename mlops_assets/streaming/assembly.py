@@ -49,7 +49,7 @@ class DayAssembler:
             return
         if event.table is None:
             return
-        key, day = _row_key_and_day(event)
+        key, day = row_key_and_day(event)
         if (event.table, day) in self.landed:
             self.late += 1
             return
@@ -101,7 +101,7 @@ class DayAssembler:
             self.expected.pop(day, None)
 
 
-def _row_key_and_day(event: StreamEvent) -> tuple[str, str]:
+def row_key_and_day(event: StreamEvent) -> tuple[str, str]:
     if event.table == "flights":  # flight/<day>/<carrier>/<number>/<sched_dep_time>/<kind>
         key = event.id.rsplit("/", 1)[0]
         return key, key.split("/")[1]
