@@ -84,7 +84,7 @@ def quality(home: Path, args) -> dict:
     family = model.get("model_family", "pytorch_tabular")
     metrics = {f"{family} (candidate)": evaluation["metrics"].pop("candidate"), **evaluation["metrics"]}
     if not args.candidate_only:
-        metrics.update(_other_family(build_training_assets(), resources, lake, family))
+        metrics.update(_other_family(build_training_assets(), resources, lake, family, tuning))
     print(
         f"\nholdout {evaluation['holdout']} ({evaluation['holdout_rows']} flights); "
         f"graph wall {seconds:.0f} s; {family} chosen: {model.get('family_choice', '-')}"
@@ -107,15 +107,29 @@ def quality(home: Path, args) -> dict:
     }
 
 
-def _other_family(assets, resources: dict, lake, chosen: str) -> dict:
+def _other_family(assets, resources: dict, lake, chosen: str, tuning: dict) -> dict:
     """The family the graph did not choose, trained and evaluated on the same holdout (not registered)."""
     import dagster as dg
 
+    from mlops_assets.resources.training_plan import TrainingPlan
+
     other = "gradient_boosting" if chosen == "pytorch_tabular" else "pytorch_tabular"
-    keys = [dg.AssetKey(["models", name]) for name in ("flight_delay_model", "model_evaluation")]
-    config = {"models__flight_delay_model": {"config": {"family": other}}}
+    names = ("tuned_hyperparameters", "flight_delay_model", "model_evaluation")
+    if other == "gradient_boosting":
+        names = names[1:]  # the trees use no tuning
+    keys = [dg.AssetKey(["models", name]) for name in names]
+    plan = resources["training"]
+    resources = {
+        **resources,
+        "training": TrainingPlan(
+            home=plan.home, holdout_days=plan.holdout_days, valid_days=plan.valid_days, seed=plan.seed,
+            family=other,
+        ),
+    }  # fmt: skip
     log(f"training the other family ({other}) for the table")
-    if not dg.materialize(assets, selection=keys, resources=resources, run_config={"ops": config}).success:
+    tuned = other != "gradient_boosting"
+    config = {"ops": {"models__tuned_hyperparameters": {"config": tuning}}} if tuned else {}
+    if not dg.materialize(assets, selection=keys, resources=resources, run_config=config).success:
         raise SystemExit(f"the {other} run failed")
     evaluation = json.loads(lake.read_bytes("models/model_evaluation.json"))
     return {f"{other} (not chosen)": evaluation["metrics"]["candidate"]}

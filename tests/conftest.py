@@ -212,10 +212,8 @@ def build_champion_in(
         )
         assert rebuilt.success
     # A two-network ensemble with a short epoch budget: the service needs a real champion, not a good one.
-    quick = {
-        "models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8, "family": family}}
-    }
-    assert run_training(training_resources(home), ops={**RELAXED_FLOOR, **quick}).success
+    quick = {"models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8}}}
+    assert run_training(training_resources(home, family=family), ops={**RELAXED_FLOOR, **quick}).success
     return home
 
 

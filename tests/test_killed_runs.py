@@ -39,6 +39,8 @@ MARKED_FAILED_WITHIN_S = 30.0
 RERUN_TIMEOUT_S = 300
 # Three days cannot hold the default 14 + 14 days of validation and holdout.
 PLAN = {"training": {"config": {"holdout_days": 1, "valid_days": 1}}}
+# Ray Tune runs only for a family that trains the network (the default, the trees, skips it).
+TUNING_PLAN = {"training": {"config": {**PLAN["training"]["config"], "family": "pytorch_tabular"}}}
 TUNING = {"num_samples": 2, "max_epochs": 1, "grace_period": 1}
 MODEL = {"ensemble_size": 1, "max_epochs": 3}
 RELAXED_FLOOR = {"floor_margin": -0.5, "ece_tolerance": 1.0}
@@ -428,7 +430,7 @@ STAGES = [
         check_tuning,
         ops={"models__tuned_hyperparameters": {"config": TUNING}},
         delay_s=5.0,
-        resources=PLAN,
+        resources=TUNING_PLAN,
         # the model step reads the baselines' record (the trees' configuration): made once, not killed
         then="models/baselines",
     ),

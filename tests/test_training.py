@@ -36,7 +36,7 @@ TRAINING_KEYS = [
 ]
 
 
-def training_resources(home: Path, tracking_uri: str | None = None) -> dict:
+def training_resources(home: Path, tracking_uri: str | None = None, family: str | None = None) -> dict:
     from mlops_assets.resources.compute import ComputeResource
     from mlops_assets.resources.storage import LocalObjectStore
     from mlops_assets.resources.tracking import MlflowResource
@@ -50,7 +50,7 @@ def training_resources(home: Path, tracking_uri: str | None = None) -> dict:
             artifact_location=None if tracking_uri else (mlflow_dir / "artifacts").as_uri(),
         ),
         "compute": ComputeResource(device="cpu", num_cpus=2),
-        "training": TrainingPlan(home=str(home), **TRAINING_PLAN),
+        "training": TrainingPlan(home=str(home), **TRAINING_PLAN, **({"family": family} if family else {})),
         "lake": LocalObjectStore(root=str(home / "lake")),
     }
 
@@ -188,10 +188,9 @@ RELAXED_FLOOR = {"models__registered_model": {"config": {"floor_margin": -0.2, "
 @pytest.fixture(scope="module")
 def trained(training_set_home):
     """The whole training graph once, both families compared: the first model becomes champion."""
-    resources = training_resources(training_set_home)
     # `auto`: both families are trained and judged on validation (the default trains the trees alone).
-    auto = {"models__flight_delay_model": {"config": {"family": "auto"}}}
-    result = run_training(resources, ops={**RELAXED_FLOOR, **auto})
+    resources = training_resources(training_set_home, family="auto")
+    result = run_training(resources, ops=RELAXED_FLOOR)
     assert result.success
     return training_set_home, resources, result
 
@@ -397,8 +396,9 @@ def test_a_boosted_challenger_is_refit_on_train_and_validation_and_loads_as_one_
 
     home, resources, _ = trained
     keys = [TRAINING_KEYS[2], TRAINING_KEYS[3]]  # model and evaluation: nothing is registered
-    ops = {"models__flight_delay_model": {"config": {"family": "gradient_boosting", "calibration_days": 2}}}
-    result = run_training(resources, selection=keys, ops=ops)
+    ops = {"models__flight_delay_model": {"config": {"calibration_days": 2}}}
+    trees = training_resources(home, family="gradient_boosting")
+    result = run_training(trees, selection=keys, ops=ops)
     assert result.success
     record = json.loads((home / "lake" / "models" / "flight_delay_model.json").read_text())
     baselines = json.loads((home / "lake" / "models" / "baselines.json").read_text())
@@ -429,6 +429,36 @@ def test_a_boosted_challenger_is_refit_on_train_and_validation_and_loads_as_one_
     assert 0 < record["decision_threshold"] < 1
     evaluation = metadata(result, TRAINING_KEYS[3])
     assert 0.6 < evaluation["candidate/roc_auc"] < 0.85
+
+
+def test_the_trees_skip_ray_tune_and_the_network_refuses_an_untuned_record(trained, tmp_path):
+    """With the default family (the trees) the tuning step starts no Ray and logs no MLflow run, and
+    records that it tuned nothing, on the run's training set; a network asked for afterwards, without
+    tuning again, fails and says why instead of training on untuned defaults."""
+    import shutil
+
+    home, _, _ = trained
+    copy = tmp_path / "home"
+    shutil.copytree(home / "lake", copy / "lake")  # the set and the records; a fresh MLflow store
+    trees = training_resources(copy, family="gradient_boosting")
+    result = run_training(trees, selection=[TRAINING_KEYS[0]])
+    assert result.success
+    tuned = metadata(result, TRAINING_KEYS[0])
+    assert tuned["tuned"] is False and tuned["trial_count"] == 0
+    assert "gradient_boosting" in tuned["not_tuned_because"]
+    record = json.loads((copy / "lake" / "models" / "tuned_hyperparameters.json").read_text())
+    pointer = json.loads((copy / "lake" / "features" / "training_set" / "latest.json").read_text())
+    assert record["tuned"] is False and record["training_set"]["content_sha256"] == pointer["content_sha256"]
+    assert not (copy / "scratch" / "ray_results").exists()
+    experiment = trees["mlflow"].client().get_experiment_by_name("flight_delay")
+    assert experiment is None or not trees["mlflow"].client().search_runs([experiment.experiment_id])
+
+    network = training_resources(copy, family="pytorch_tabular")
+    refused = run_training(network, selection=[TRAINING_KEYS[2]], raise_on_error=False)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "trains the network" in message and "did not tune it" in message, message
 
 
 def test_a_trial_that_never_started_does_not_fail_the_tuning(tmp_path):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlops_assets.resources.training_plan import TREES
+
 PYTORCH = "pytorch_tabular"
-TREES = "gradient_boosting"
 FAMILIES = (PYTORCH, TREES)
 AUTO = "auto"
 

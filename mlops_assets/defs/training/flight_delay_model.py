@@ -28,15 +28,6 @@ class ModelConfig(dg.Config):
             "network's holdout ROC-AUC by about 0.02 here)."
         ),
     )
-    family: str = Field(
-        default="gradient_boosting",
-        description=(
-            "`gradient_boosting` (default) or `pytorch_tabular`: that family is the model; `auto`: both are "
-            "trained and the one with the higher validation ROC-AUC is kept. Not the default: the network's "
-            "figure is optimistic, its epochs (and the ensemble's members) being chosen on the same days "
-            "(Jan-Mar 2013: network 0.7627 on validation, 0.717 on the holdout; trees 0.7544 and 0.737)."
-        ),
-    )
     calibration_days: int = Field(
         default=7,
         description=(
@@ -61,7 +52,7 @@ class ModelConfig(dg.Config):
     kinds={"pytorch", "scikitlearn", "mlflow"},
     pool=GPU_POOL,
     description=(
-        "The challenger, of the family the config names. By default gradient-boosted trees: the "
+        "The challenger, of the family the `training` resource names. By default gradient-boosted trees: the "
         "configuration models/baselines chose from its grid, refitted on train + validation with the "
         "rounds chosen on validation and calibrated (Platt) on the most recent validation days. Or the "
         "PyTorch tabular model (embeddings for carrier, origin, destination, hour and weekday; an MLP over "
@@ -94,6 +85,12 @@ def flight_delay_model(
     baselines_record, baselines_on = consumed(context, lake, BASELINES)
     tuned = tuned_record.body
     require_same(MODEL, resolved, {TUNED: tuned_on, BASELINES: baselines_on})
+    if training.trains_network() and not tuned.get("tuned", True):
+        raise dg.Failure(
+            f"the model family is {training.family}, which trains the network, but "
+            f"models/tuned_hyperparameters did not tune it ({tuned.get('not_tuned_because')}). "
+            "Materialize models/tuned_hyperparameters with the same `training` resource first."
+        )
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     hp = final_hyperparameters(tuned["hyperparameters"], config.max_epochs, config.ensemble_size)
     device = compute.training_device()
@@ -103,7 +100,7 @@ def flight_delay_model(
     tags = {
         **dagster_tags(context),
         **data.lineage_tags(),
-        "tuning_run_id": tuned["mlflow_run_id"],
+        **({"tuning_run_id": tuned["mlflow_run_id"]} if tuned.get("mlflow_run_id") else {}),
         "device": str(device),
         "negative_control": str(config.shuffle_labels).lower(),
         # A CPU result depends on the thread count (the order of float sums): a reproduction uses it.
@@ -113,8 +110,10 @@ def flight_delay_model(
     with mlflow_api.start_run(experiment_id=experiment_id, run_name="flight_delay_model", tags=tags) as run:
         # The split's day counts, not only its spans: what `mlops model reproduce` splits a rebuilt set by.
         plan = {"plan.holdout_days": training.holdout_days, "plan.valid_days": training.valid_days}
+        # The network's hyperparameters only where a network is trained: a card of trees lists the trees'.
+        network_params = hp.to_dict() if training.trains_network() else {}
         mlflow_api.log_params(
-            {**hp.to_dict(), "seed": training.seed,
+            {**network_params, "seed": training.seed,
              **{f"trees.{k}": v for k, v in trees_chosen.items()}, **data.split.describe(),
              "calibration_days": config.calibration_days, **plan}
         )  # fmt: skip
@@ -130,11 +129,11 @@ def flight_delay_model(
 
         valid_auc = {TREES: trees_chosen["valid_auc"]}
         network = None  # trained unless the trees were asked for
-        if config.family != TREES:
+        if training.trains_network():
             network = train_network(data, hp, training.seed, device, config.shuffle_labels, log_epoch)
             valid_auc[PYTORCH] = network.fit.best["val_auc"]
         result = network.fit if network is not None else None
-        choice = choose_family(config.family, valid_auc)
+        choice = choose_family(training.family, valid_auc)
         context.log.info(f"challenger family: {choice.family} ({choice.reason})")
         example = model_input_frame(data.split.valid.head(5), data.categorical, data.numeric)
         summary = {f"val_auc_{family}": auc for family, auc in choice.valid_auc.items()}
@@ -169,7 +168,7 @@ def flight_delay_model(
         "experiment_id": experiment_id,
         "model_family": choice.family,
         "family_choice": choice.reason,
-        "hyperparameters": hp.to_dict(),
+        "hyperparameters": hp.to_dict() if training.trains_network() else {},
         "trees": trees_chosen,
         "training_set": data.info,
         "split": data.split.describe(),
@@ -200,7 +199,7 @@ def flight_delay_model(
                 if result is not None
                 else {}
             ),
-            "hyperparameters": dg.MetadataValue.json(hp.to_dict()),
+            **({"hyperparameters": dg.MetadataValue.json(hp.to_dict())} if training.trains_network() else {}),
             "trees": dg.MetadataValue.json(trees_chosen),
             "split": dg.MetadataValue.json(data.split.describe()),
             **resolved.metadata(),

@@ -1,10 +1,13 @@
-"""models/tuned_hyperparameters: Ray Tune (ASHA) over the PyTorch model; trials are nested MLflow runs."""
+"""models/tuned_hyperparameters: Ray Tune (ASHA) over the PyTorch model; trials are nested MLflow runs.
+
+Only when the challenger's family may be the network (`training.family`): for the trees (the default) the
+step records that nothing was tuned instead of starting Ray for trials no model uses."""
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.lib.keys import TRAINING_SET, TUNED
-from mlops_assets.lib.lineage import run_training_set
+from mlops_assets.lib.lineage import Resolved, run_training_set
 from mlops_assets.lib.records import written_metadata
 from mlops_assets.resources.compute import ComputeResource
 from mlops_assets.resources.storage import ObjectStore
@@ -33,7 +36,9 @@ class TuningConfig(dg.Config):
         "Ray Tune random search over learning rate, width, depth, dropout, weight decay, batch size and "
         "embedding size "
         "of the PyTorch model, with ASHA early stopping, on the training days; scored on the validation "
-        "days (ROC-AUC). Trials are nested MLflow runs under one `tune` run. Runs in the `gpu` pool."
+        "days (ROC-AUC). Trials are nested MLflow runs under one `tune` run. Runs in the `gpu` pool. "
+        "When the `training` resource's family is the trees (the default), no network is trained: the "
+        "step records that it tuned nothing, with the training set it was asked for."
     ),
 )
 def tuned_hyperparameters(
@@ -50,6 +55,8 @@ def tuned_hyperparameters(
     from mlops_assets.training.tuning import run_tuning, trial_runs_logger
 
     resolved = run_training_set(context, lake, CHAIN)
+    if not training.trains_network():
+        return not_tuned(context, lake, training, resolved)
     data = load_training_data(lake, training.holdout_days, training.valid_days, resolved.identity)
     prep, arrays = prepared_arrays(data)
     experiment_id = mlflow.activate()
@@ -114,5 +121,26 @@ def tuned_hyperparameters(
             **resolved.metadata(),
             **written_metadata(written),
             "mlflow_run": mlflow.run_url(experiment_id, parent.info.run_id),
+        }
+    )
+
+
+def not_tuned(
+    context: dg.AssetExecutionContext, lake: ObjectStore, training: TrainingPlan, resolved: Resolved
+) -> dg.MaterializeResult:
+    """The record of a run whose family trains no network: the model step reads the same chain (and
+    checks the same training set), and refuses it if asked for the network later without tuning."""
+    why = f"the challenger family is {training.family}: no network is trained, so Ray Tune did not run"
+    context.log.info(why)
+    record = {"tuned": False, "not_tuned_because": why, "hyperparameters": {},
+              "training_set": resolved.identity.record()}  # fmt: skip
+    written = write_training_record(lake, TUNED, record, context)
+    return dg.MaterializeResult(
+        metadata={
+            "tuned": False,
+            "not_tuned_because": why,
+            "trial_count": dg.MetadataValue.int(0),
+            **resolved.metadata(),
+            **written_metadata(written),
         }
     )
