@@ -21,7 +21,9 @@ The daemon's runs get this process's environment: `MLOPS_SPARK_REMOTE=sc://127.0
 command sends the features to a warm Spark Connect server (`mlops cluster up --only spark`). With
 `--alternate-spark sc://127.0.0.1:15002` the days take turns, first through that server, then embedded
 (the daemon restarted between them with or without MLOPS_SPARK_REMOTE), and the medians are printed per
-engine: the two are measured under the same load.
+engine: the two are measured under the same load. With `--alternate-code <checkout>` (a git worktree of an
+earlier commit, say) the days take turns between this checkout's code location and that one's (the
+daemon restarted in it, with it on PYTHONPATH), the medians printed per checkout.
 """
 
 from __future__ import annotations
@@ -144,11 +146,11 @@ def land(day: dt.date, env: dict[str, str], landing: Path) -> float:
     return max(written, default=time.time())
 
 
-def start_daemon(env: dict[str, str], log) -> subprocess.Popen:
+def start_daemon(env: dict[str, str], log, checkout: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        [str(BIN / "dagster-daemon"), "run", "-w", str(checkout / "workspace.yaml")],
         env=env,
-        cwd=ROOT,
+        cwd=checkout,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -179,6 +181,12 @@ def main() -> int:
         metavar="URL",
         help="Spark Connect URL: days alternate between it and an embedded session (daemon restarted)",
     )
+    parser.add_argument(
+        "--alternate-code",
+        metavar="CHECKOUT",
+        type=Path,
+        help="another checkout: days alternate between this one's code and its (daemon restarted)",
+    )
     args = parser.parse_args()
 
     home = Path(args.home).resolve()
@@ -191,24 +199,29 @@ def main() -> int:
         remotes = [args.alternate_spark if n % 2 == 0 else None for n in range(len(days))]
     else:
         remotes = [env.get(REMOTE_ENV)] * len(days)
+    other = args.alternate_code.resolve() if args.alternate_code else None
+    checkouts = [ROOT if n % 2 == 0 or other is None else other for n in range(len(days))]
+    turns = list(zip(remotes, checkouts, strict=True))
 
-    def env_for(remote: str | None) -> dict[str, str]:
+    def env_for(remote: str | None, checkout: Path) -> dict[str, str]:
         base = {k: v for k, v in env.items() if k != REMOTE_ENV}
+        if checkout != ROOT:
+            base["PYTHONPATH"] = str(checkout)
         return {**base, REMOTE_ENV: remote} if remote else base
 
     log = open(home / "freshness_daemon.log", "w")  # noqa: SIM115 (open for the daemon's lifetime)
-    daemon = start_daemon(env_for(remotes[0]), log)
-    running = remotes[0]
+    daemon = start_daemon(env_for(*turns[0]), log, turns[0][1])
+    running = turns[0]
     rows = []
     try:
         with dg.DagsterInstance.get() as instance:
             print("daemon started; waiting for the graph to be quiet (backlog first) ...", flush=True)
             time.sleep(30)
             wait_quiet(instance, quiet_s=40, limit_s=3600)
-            for day, remote in zip(days, remotes, strict=True):
-                if remote != running:
+            for day, turn in zip(days, turns, strict=True):
+                if turn != running:
                     stop_daemon(daemon)
-                    daemon, running = start_daemon(env_for(remote), log), remote
+                    daemon, running = start_daemon(env_for(*turn), log, turn[1]), turn
                     time.sleep(30)  # its first ticks and code location load are not the day's
                     wait_quiet(instance, quiet_s=15, limit_s=args.timeout)
                 landed = land(day, env, home / "landing")
@@ -223,6 +236,8 @@ def main() -> int:
                 compute = compute_seconds(instance, runs, done)
                 features = step_seconds(instance, runs, FEATURES_STEP)
                 engine = spark_engine(instance, day.isoformat(), landed)
+                if other is not None:
+                    engine = f"{engine}, {'this checkout' if turn[1] == ROOT else other}"
                 fresh = done - landed
                 rows.append((day, fresh, compute, len(runs), features, engine))
                 print(

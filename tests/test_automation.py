@@ -79,3 +79,20 @@ def test_a_day_whose_check_failed_in_an_earlier_run_is_not_carried_downstream():
         materialize(instance, assets, "raw")
         keys, cursor = requested(instance, assets, cursor)
         assert keys == {"clean": {DAY}, "report": {DAY}}
+
+
+@pytest.mark.parametrize("check_passes", [True, False])
+def test_a_day_run_from_landing_to_report_at_once_is_not_run_again_by_automation(check_passes):
+    """What ingestion/day_chain.py relies on: a run that materializes raw and everything after it leaves
+    automation nothing to do for that day (each partition was materialized after its inputs, which
+    `since_last_handled` counts as handled), and a failing blocking check stops the run there, without a
+    later tick carrying the day past it."""
+    assets = build_graph({"clean": check_passes})
+    with dg.DagsterInstance.ephemeral() as instance:
+        _, cursor = requested(instance, assets)
+        run = materialize(instance, assets, "raw", "clean", "report")  # the landing sensor's one run
+        reported = [m.partition for m in run.asset_materializations_for_node("report")]
+        assert reported == ([DAY] if check_passes else [])
+        for _ in range(2):  # the next ticks
+            keys, cursor = requested(instance, assets, cursor)
+            assert keys == {}

@@ -1,7 +1,7 @@
 """The landing-zone sensor: every new or changed file is ingested by a run of its partition.
 
 - What a file's run is (its run_key, one run for the tables of a day, ranged runs for a backlog):
-  ingestion/landing.py.
+  ingestion/landing.py; a lone complete day's run goes on to the day's drift report: ingestion/day_chain.py.
 - The cursor (JSON, stored by Dagster in the instance, so it survives a daemon restart) remembers the
   version last requested for each key, so a tick only emits what changed since the last one.
 - Hidden and temporary names (".x.csv.tmp-…", "*.part", "_COPYING_") are still being written: skipped.
@@ -17,6 +17,7 @@ import json
 import dagster as dg
 
 from mlops_assets.ingestion.contracts import DAILY_TABLES, REFERENCE_TABLES
+from mlops_assets.ingestion.day_chain import DAILY_RAW, chained_request
 from mlops_assets.ingestion.landing import (
     SENSOR_NAME,
     batch_backlog,
@@ -31,8 +32,15 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=SENSOR_NAME,
-        description="Turns each new or re-delivered landing-zone file into a run of its raw partition.",
-        asset_selection=targets,
+        description=(
+            "Turns each new or re-delivered landing-zone file into a run of its raw partition. A lone "
+            "complete day, with nothing else running, gets one run on to its drift report."
+        ),
+        # The raw tables, and what a lone complete day's run goes on to (ingestion/day_chain.py): Dagster
+        # refuses a request for an asset outside the sensor's selection.
+        asset_selection=(
+            dg.AssetSelection.assets(*targets) | dg.AssetSelection.assets(*DAILY_RAW).downstream()
+        ),
         # A listing of the landing zone is cheap; a landed day waits less. 4, not 5: the daemon looks every
         # 5 s and skips a sensor whose interval has not quite passed, so 5 ticked every 5 or 10 s.
         minimum_interval_seconds=4,
@@ -67,6 +75,8 @@ def build_landing_zone_sensor(partition_keys: set[str]) -> dg.SensorDefinition:
                 + (f"; refused: {'; '.join(refused[:5])}" if refused else ""),
             )
         requests = same_partition_together(batch_backlog(requests, {item.key: item for item in landed}))
+        requests, how = chained_request(context, requests)
+        context.log.info(how)
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return landing_zone_sensor
