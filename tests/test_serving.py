@@ -395,6 +395,9 @@ def test_a_boosted_champion_of_an_older_service_is_served_as_its_pyfunc_scores(b
     mlflow.set_tracking_uri(parts["mlflow"].tracking_uri)
     bundle = mlflow.pyfunc.load_model("models:/flight_delay/1").unwrap_python_model().bundle
     assert isinstance(bundle, BoostedModel)
+    from mlops_assets.serving.champion import _compiled_trees
+
+    assert _compiled_trees(bundle, bundle.preprocessor) is not None  # one flight: the trees' arrays
     batch = flights.head(25)
     reference = offline_probabilities(boosted_v1_home, "1", batch, parts["feast"])
     with TestClient(make_app(boosted_v1_home)) as client:

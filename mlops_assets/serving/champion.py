@@ -5,7 +5,8 @@ never the alias twice: the alias may move in between). The pyfunc is unwrapped t
 `ModelBundle` or the trees' `BoostedModel`, both with the training preprocessor) so a request pays for
 neither pyfunc's input checks nor pandas conversions it does not need. The network runs as a TorchScript
 trace, and for a few rows (one flight) in numpy (serving/network.py), when that version's numpy network
-agrees with the model; the trees score the preprocessed arrays directly.
+agrees with the model; the trees score the preprocessed arrays directly, a few rows through their arrays
+(serving/trees.py) when those agree with scikit-learn's.
 
 `ChampionHolder` polls the alias from a background thread; when the version changes it loads the new
 model completely (weights, preprocessing, a warm-up prediction) and only then replaces the reference that
@@ -27,6 +28,7 @@ import numpy as np
 from mlops_assets.resources.tracking import MlflowResource
 from mlops_assets.serving.features import ModelInputs
 from mlops_assets.serving.network import NUMPY_ROWS, TOLERANCE, NumpyNetwork, max_difference
+from mlops_assets.serving.trees import COMPILED_ROWS, CompiledTrees
 from mlops_assets.training.registry import CHAMPION, DEFAULT_THRESHOLD, alias_version, decision_threshold
 
 log = logging.getLogger("mlops.serving")
@@ -86,6 +88,9 @@ def load_champion(
     prep = bundle.preprocessor
     if hasattr(bundle, "predict_arrays"):  # boosted trees (ml/boosting.py) score the arrays themselves
         predict_arrays = bundle.predict_arrays
+        few_rows = _compiled_trees(bundle, prep)
+        if few_rows is not None:
+            predict_arrays = _by_rows(few_rows, predict_arrays, COMPILED_ROWS)
     else:
         predict_arrays = _torch_network(bundle.model, prep)
         few_rows = _numpy_network(bundle.model.eval(), prep)
@@ -124,12 +129,31 @@ def _numpy_network(model, prep) -> NumpyNetwork | None:
     return network
 
 
-def _by_rows(few: Callable, many: Callable) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """`few` for up to NUMPY_ROWS rows (one flight: numpy's few operations beat torch's dispatch), `many`
-    beyond (a batch: torch's matrix products are the faster ones)."""
+def _compiled_trees(bundle, prep) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """The boosted model with its trees as arrays (serving/trees.py: one flight in a fraction of
+    scikit-learn's per-tree loop), if they give scikit-learn's probabilities; else None."""
+    from mlops_assets.ml.boosting import design_matrix
+
+    try:
+        trees = CompiledTrees.from_model(bundle.trees, len(prep.categorical) + prep.numeric_width)
+    except Exception as error:  # another scikit-learn's internals: its own path serves
+        log.warning(f"no compiled trees: {error}")
+        return None
 
     def predict_arrays(codes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        return few(codes, numbers) if len(codes) <= NUMPY_ROWS else many(codes, numbers)
+        return bundle.calibration.apply(trees(design_matrix(codes, numbers)))
+
+    return predict_arrays
+
+
+def _by_rows(
+    few: Callable, many: Callable, rows: int = NUMPY_ROWS
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`few` for up to `rows` rows (one flight: numpy's few operations beat torch's dispatch or
+    scikit-learn's loop over its trees), `many` beyond (a batch)."""
+
+    def predict_arrays(codes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        return few(codes, numbers) if len(codes) <= rows else many(codes, numbers)
 
     return predict_arrays
 
