@@ -20,8 +20,7 @@ def dbt_executable() -> str:
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:
-    from dagster_dbt import DbtCliResource
-
+    from mlops_assets.resources.dbt_cli import PlatformDbtCli
     from mlops_assets.transform.dbt_project import dbt_project
 
-    return DbtCliResource(project_dir=dbt_project(settings.profile), dbt_executable=dbt_executable())
+    return PlatformDbtCli(project_dir=dbt_project(settings.profile), dbt_executable=dbt_executable())
