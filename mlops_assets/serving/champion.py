@@ -87,7 +87,7 @@ def load_champion(
     threshold, source = decision_threshold(details.tags, default_threshold)
     prep = bundle.preprocessor
     if hasattr(bundle, "predict_arrays"):  # boosted trees (ml/boosting.py) score the arrays themselves
-        predict_arrays = bundle.predict_arrays
+        predict_arrays = _one_openmp_thread(bundle.predict_arrays)
         few_rows = _compiled_trees(bundle, prep)
         if few_rows is not None:
             predict_arrays = _by_rows(few_rows, predict_arrays, COMPILED_ROWS)
@@ -142,6 +142,22 @@ def _compiled_trees(bundle, prep) -> Callable[[np.ndarray, np.ndarray], np.ndarr
 
     def predict_arrays(codes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
         return bundle.calibration.apply(trees(design_matrix(codes, numbers)))
+
+    return predict_arrays
+
+
+def _one_openmp_thread(predict: Callable) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`predict` with scikit-learn's OpenMP loops on one thread. Its trees are walked one at a time, each
+    a parallel loop: between requests the pool's threads go to sleep, and waking them for each of 370
+    trees made a batch of 100 take 19.3 ms with two threads against 8.5 ms with one, 100 ms apart
+    (bench/trees_bench.py)."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+
+    def predict_arrays(codes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        with controller.limit(limits=1, user_api="openmp"):
+            return predict(codes, numbers)
 
     return predict_arrays
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 TOLERANCE = 1e-9  # the same float64 sums in another order
-COMPILED_ROWS = 16  # up to this many rows the compiled trees score; from about 40, scikit-learn is faster
+COMPILED_ROWS = 16  # up to this many rows the arrays score (3x faster at 16); at 100, scikit-learn is faster
 CATEGORIES = 256  # scikit-learn's categories are bins of one byte
 BITSET_WORD = 32
 
