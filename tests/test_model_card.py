@@ -100,7 +100,11 @@ def test_card_shows_the_registered_figures(registered, cli_home, capsys, tmp_pat
     assert f"training window: {'..'.join(TRAINING_WINDOW)}" in card
     assert run.data.tags["feature_service"] == "flight_delay_v2"  # the default training set's
     assert f"feature service: `{run.data.tags['feature_service']}`" in card
-    assert f"| learning_rate | {run.data.params['learning_rate']} |" in card
+    # The trees (the default family): their configuration, not the network's.
+    assert run.data.tags["model_family"] == "gradient_boosting"
+    assert f"| trees.learning_rate | {run.data.params['trees.learning_rate']} |" in card
+    assert f"| calibration_days | {run.data.params['calibration_days']} |" in card
+    assert "| width |" not in card and "Tuned by Ray Tune" not in card
     # The first version has no champion: the gate compared it with the floor baseline.
     assert version.tags["gate.compared_with"] in ("logistic_regression", "hist_gradient_boosting")
     assert f"decision: **{version.tags['gate']}**" in card

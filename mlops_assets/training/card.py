@@ -135,7 +135,13 @@ def window_partitions(window: str) -> str:
 
 
 def _hyperparameters(facts: CardFacts) -> str:
-    rows = [(name, facts.params[name]) for name in HYPERPARAMETERS if name in facts.params]
+    """The chosen family's: the network's (tuned) or the trees' (`trees.*`, chosen from the baselines'
+    grid, and the days their calibration learned from)."""
+    if facts.run_tags.get("model_family", "pytorch_tabular") == "gradient_boosting":
+        names = [name for name in facts.params if name.startswith("trees.")] + ["calibration_days"]
+    else:
+        names = list(HYPERPARAMETERS)
+    rows = [(name, facts.params[name]) for name in names if name in facts.params]
     tuning = facts.tag("tuning_run_id")
     note = f"\n\nTuned by Ray Tune (MLflow run `{tuning}`)." if tuning else ""
     return "## Hyperparameters\n\n" + table(["name", "value"], rows) + note
