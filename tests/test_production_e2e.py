@@ -200,10 +200,14 @@ def test_the_production_profile_end_to_end(cluster: dict[str, str], s3_bucket: S
     training_ops = {
         **training_set_ops(START, END),
         "models__tuned_hyperparameters": {"config": TUNING},
+        "models__flight_delay_model": {"config": {"ensemble_size": 2, "max_epochs": 8}},
         **RELAXED_FLOOR,
     }
+    # The network, so that Ray Tune runs on the cluster (the default family, the trees, skips tuning).
+    network = {"training": {"config": {"home": env["MLOPS_HOME"], "family": "pytorch_tabular"}}}
     selection = TRAINING_SELECTION.replace("features/feature_views,", "")
-    materialize(env, selection, "--config-json", json.dumps({"ops": training_ops}))
+    run_config = {"ops": training_ops, "resources": network}
+    materialize(env, selection, "--config-json", json.dumps(run_config))
 
     # Every step of every run executed on a Celery worker, and the runs are in PostgreSQL.
     with pytest.MonkeyPatch.context() as patch:
