@@ -90,6 +90,36 @@ def test_a_daemon_is_started_once_and_stopped_with_its_children(tmp_path):
     assert not stop(daemon, folder)  # stopping again is a no-op
 
 
+def test_a_daemon_deaf_to_sigterm_is_killed_after_its_grace(tmp_path):
+    """A process group that outlives SIGTERM (as `ray start --block` does for about 30 s a node) is
+    SIGKILLed once the daemon's grace has passed, not after the default 30 s."""
+    import dataclasses
+
+    folder = ClusterDir(tmp_path / "cluster")
+    port = free_port()
+    script = (
+        "import signal, http.server; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    daemon = dataclasses.replace(http_daemon(port), command=[sys.executable, "-c", script], stop_grace_s=1.0)
+    pid, _ = start(daemon, folder)
+    deadline = time.monotonic() + 20
+    while not port_open(port):
+        assert time.monotonic() < deadline, "the probe daemon never listened"
+        time.sleep(0.1)
+    began = time.monotonic()
+    assert stop(daemon, folder)
+    assert not process_alive(pid) and not port_open(port)
+    assert 1.0 <= time.monotonic() - began < 20, "killed after the grace, not before it nor after 30 s"
+
+
+def test_the_ray_nodes_are_stopped_with_a_short_grace(tmp_path):
+    from mlops_assets.cluster import ray_nodes
+
+    nodes = ray_nodes.daemons(ray_nodes.RayClusterSpec(), ClusterDir(tmp_path / "cluster"))
+    assert [d.stop_grace_s for d in nodes] == [ray_nodes.RAY_STOP_GRACE_S] * 2 and ray_nodes.RAY_STOP_GRACE_S <= 5
+
+
 def test_a_stale_pid_file_never_stops_another_program(tmp_path):
     """The PID in a stale file may belong to another program by now: it does not hold the daemon's
     command line, so `down` forgets the file and leaves the process alone."""

@@ -32,6 +32,10 @@ class Daemon:
     # A string found in the process's command line: a reused PID does not hold it.
     marker: str
     env: dict[str, str] = field(default_factory=dict)
+    # Seconds between SIGTERM and SIGKILL when stopping. Ray's `ray start --block` answers SIGTERM by
+    # stopping its children one by one with long graces (about 30 s a node here) and keeps no state
+    # worth the wait, so its nodes take a short one.
+    stop_grace_s: float = 30.0
 
 
 class ClusterDir:
@@ -127,13 +131,13 @@ def _tail(log: Path, lines: int = 15) -> str:
         return ""
 
 
-def stop(daemon: Daemon, folder: ClusterDir, timeout: float = 30.0) -> bool:
-    """Stops the daemon's process group (SIGTERM, then SIGKILL after `timeout`); True if it was running.
-    The PID file goes either way: a stale one names nothing of ours."""
+def stop(daemon: Daemon, folder: ClusterDir) -> bool:
+    """Stops the daemon's process group (SIGTERM, then SIGKILL after the daemon's grace); True if it was
+    running. The PID file goes either way: a stale one names nothing of ours."""
     pid = running_pid(daemon, folder)
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + daemon.stop_grace_s
         while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if process_alive(pid):
