@@ -117,7 +117,8 @@ def test_the_ray_nodes_are_stopped_with_a_short_grace(tmp_path):
     from mlops_assets.cluster import ray_nodes
 
     nodes = ray_nodes.daemons(ray_nodes.RayClusterSpec(), ClusterDir(tmp_path / "cluster"))
-    assert [d.stop_grace_s for d in nodes] == [ray_nodes.RAY_STOP_GRACE_S] * 2 and ray_nodes.RAY_STOP_GRACE_S <= 5
+    assert [d.stop_grace_s for d in nodes] == [ray_nodes.RAY_STOP_GRACE_S] * 2
+    assert ray_nodes.RAY_STOP_GRACE_S <= 5
 
 
 def test_a_stale_pid_file_never_stops_another_program(tmp_path):
