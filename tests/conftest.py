@@ -22,6 +22,20 @@ for _name, _value in (
 ):
     os.environ.setdefault(_name, _value)
 
+
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). A module's tests stay on
+# one worker (its module-scoped fixtures are built once), and modules that share fixed machine resources
+# (the cluster's ports 7077/8080/15002/6380 and the Celery queue `dagster`) name one group between them.
+CLUSTER_GROUP = "cluster"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+
+
 FIRST_DAYS = (dt.date(2013, 1, 1), dt.date(2013, 1, 3))  # a small window of real data
 
 
