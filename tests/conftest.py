@@ -23,17 +23,18 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). A module's tests stay on
-# one worker (its module-scoped fixtures are built once), and modules that share fixed machine resources
-# (the cluster's ports 7077/8080/15002/6380 and the Celery queue `dagster`) name one group between them.
-CLUSTER_GROUP = "cluster"
+@pytest.fixture(scope="module")
+def cluster_ports():
+    """Held for a whole module: the machine-wide lock on the local cluster's fixed ports (Spark
+    7077/8080/8081/15002, Ray 6380/6391/6392) and the Celery queue `dagster`. `make test` runs modules on
+    two pytest-xdist workers (`--dist loadscope`), and two modules that start the cluster would otherwise
+    fight over them; so would two test sessions on one machine."""
+    import tempfile
 
+    from filelock import FileLock
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if not any(True for _ in item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+    with FileLock(Path(tempfile.gettempdir()) / "mlops-tests-cluster-ports.lock"):
+        yield
 
 
 FIRST_DAYS = (dt.date(2013, 1, 1), dt.date(2013, 1, 3))  # a small window of real data

@@ -30,9 +30,9 @@ from mlops_assets.cluster.daemons import (
     start,
     stop,
 )
-from tests.conftest import CLUSTER_GROUP, TRAINING_PLAN
+from tests.conftest import TRAINING_PLAN
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CLUSTER_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cluster_ports")]
 
 REAL_DAYS = ("2013-01-01", "2013-01-03")
 

@@ -29,7 +29,6 @@ import httpx
 import pytest
 
 from tests import s3_server
-from tests.conftest import CLUSTER_GROUP
 from tests.s3_server import S3Bucket
 from tests.services import require_service
 from tests.test_production_profile import INSTANCE_YAML, PG, _pg_connect, pg_database  # noqa: F401
@@ -37,7 +36,7 @@ from tests.test_training import RELAXED_FLOOR, TUNING
 from tests.test_training_production import _free_port, mlflow_server  # noqa: F401 (fixture)
 from tests.test_warehouse_production import fresh_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(CLUSTER_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cluster_ports")]
 
 s3_endpoint = s3_server.s3_endpoint
 s3_bucket = s3_server.s3_bucket
