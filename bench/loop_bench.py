@@ -4,6 +4,7 @@ retrained, and by an oracle that retrains at the start of every month, replayed 
     .venv/bin/python bench/loop_bench.py                               # 2013-04-01..2013-12-31
     .venv/bin/python bench/loop_bench.py --ece-acceptable 0.1          # the gate's rules with one change
     .venv/bin/python bench/loop_bench.py --cooldown-days 7             # the sensor's, with one change
+    .venv/bin/python bench/loop_bench.py --window-days 365             # a longer moving training window
     .venv/bin/python bench/loop_bench.py --start 2013-04-01 --months 2 # a shorter replay
 
 Running the Dagster graph day by day for nine months would take days on 2 cores, so this is a harness
@@ -23,7 +24,7 @@ around the functions the graph itself calls:
   `entity_frame`, the split of `TrainingPlan`, the trees' grid of `models/baselines`,
   `training.challenger.fit_challenger_trees`, the F1 threshold), and `training.registry.gate` judges the
   candidate against the champion on the candidate's holdout; a pass serves from the next day.
-- the oracle: the same training on the 90 days before each month's first day, no gate.
+- the oracle: the same training on the window_days (90 by default) before each month's first day, no gate.
 
 Not exercised: Ray Tune (the default family, the trees, does not use it), the logistic-regression
 baseline (the gate's floor only when there is no champion), MLflow and the Dagster event log. A model is
@@ -635,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cooldown-days", type=int, default=None, help="replace RetrainingPolicy's cooldown_days"
     )
+    parser.add_argument(
+        "--window-days",
+        type=int,
+        default=None,
+        help="replace RetrainingPolicy's window_days (the oracle's window too)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the table and events here")
     parser.add_argument("--scores", type=Path, default=None, help="write every served probability here")
     args = parser.parse_args(argv)
@@ -650,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_assets.defs.features.feast_assets import TrainingSetConfig
 
     data = Data(args.home, TrainingSetConfig.model_fields["feature_service"].default)
-    policy = {"cooldown_days": args.cooldown_days} if args.cooldown_days is not None else {}
+    given = {"cooldown_days": args.cooldown_days, "window_days": args.window_days}
+    policy = {k: v for k, v in given.items() if v is not None}
     rule_set = rules(args.ece_acceptable, **policy)
     result = replay(data, args.start, end, rule_set, Budget(), CHAMPION_WINDOW, args.home / "models")
     rows = month_table(result)
