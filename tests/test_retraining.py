@@ -39,11 +39,11 @@ def test_drift_on_consecutive_latest_days_triggers_on_a_window_ending_at_the_lat
     records = [drift(d, 0.5) for d in days("2013-04-10", 6)]
     decision = decide(POLICY, CHAMPION, dt.date(2013, 4, 20), records, [], None)
     assert decision.retrain and decision.reason.startswith("drift")
-    assert decision.window == ("2013-01-21", "2013-04-20")  # 90 days, moved with the data
-    assert decision.run_key == "retrain:champion-v3:2013-01-21..2013-04-20"
+    assert decision.window == ("2013-01-01", "2013-04-20")  # a year, capped at the first data day
+    assert decision.run_key == "retrain:champion-v3:2013-01-01..2013-04-20"
     request = decision.run_request()
     assert request.run_config["ops"]["features__training_set"]["config"] == {
-        "start_date": "2013-01-21",
+        "start_date": "2013-01-01",
         "end_date": "2013-04-20",
     }
 
@@ -92,6 +92,9 @@ def test_no_champion_and_no_data_never_retrain():
 
 def test_window_is_clipped_to_the_first_day_of_the_data():
     assert new_window(dt.date(2013, 2, 1), 90) == ("2013-01-01", "2013-02-01")
+    # The default year: capped while the data is younger than a year, then it moves with the data.
+    assert new_window(dt.date(2013, 12, 20), POLICY.window_days) == ("2013-01-01", "2013-12-20")
+    assert new_window(dt.date(2014, 6, 30), POLICY.window_days) == ("2013-07-01", "2014-06-30")
     assert isinstance(Decision(True, "x", ("a", "b"), "k").run_request(), dg.RunRequest)
 
 

@@ -28,4 +28,9 @@ class RetrainingPolicy(dg.ConfigurableResource):
     floor_days: int = Field(
         default=28, description="The schedule retrains when the champion's window ends this many days back."
     )
-    window_days: int = Field(default=90, description="Length of the moving training window.")
+    window_days: int = Field(
+        default=365,
+        description="Length of the moving training window, capped at the first data day. A year keeps the "
+        "last winter in December's model (bench/loop_bench.py, docs/loop.md: 90 days served December "
+        "0.045 below the never-retrained January-March champion).",
+    )
