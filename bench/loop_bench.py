@@ -621,7 +621,7 @@ def verdict(rows: list[dict[str, Any]], suffix: str = "") -> str:
     goal = not below and gap <= 0.01
     return (
         f"goal {'met' if goal else 'NOT met'}: months under the never-retrained champion: "
-        f"{', '.join(below) or 'none'}; mean {gap:+.4f} under the oracle (goal <= 0.01)"
+        f"{', '.join(below) or 'none'}; mean {-gap:+.4f} against the oracle (goal >= -0.01)"
     )
 
 

@@ -23,6 +23,29 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 
 
+# The modules that take longest, in the order the two workers should start them (longest first, so neither
+# worker is left with a long module at the end; the two cluster modules far enough apart that the second
+# rarely waits for `cluster_ports`). The others follow in collection order.
+SLOW_MODULES_FIRST = (
+    "test_training.py",
+    "test_production_e2e.py",
+    "test_loop.py",
+    "test_shadow.py",
+    "test_cluster.py",
+    "test_tool_commands.py",
+    "test_killed_runs.py",
+    "test_training_production.py",
+    "test_warehouse_production.py",
+    "test_serving.py",
+    "test_metrics.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
+
+
 @pytest.fixture(scope="module")
 def cluster_ports():
     """Held for a whole module: the machine-wide lock on the local cluster's fixed ports (Spark
