@@ -4,11 +4,16 @@ replay or the stream's producer and consumer, the metrics exporter) and nothing 
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+TERMINABLE_SLEEP = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); print('ready', flush=True); "
+    "time.sleep(600)"
+)
 
 
 def _ended(process: subprocess.Popen, timeout: float = 10.0) -> bool:
@@ -23,17 +28,22 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     # What `make year` leaves: each process leads its own process group, its PID in a file.
+    # SIGTERM back to its default first: an ignored signal is inherited through exec, and a pytest worker
+    # may have inherited SIGTERM ignored (a `make year` shell never does).
     started = {
-        name: subprocess.Popen(["sleep", "60"], start_new_session=True)
+        name: subprocess.Popen(
+            [sys.executable, "-c", TERMINABLE_SLEEP], start_new_session=True, stdout=subprocess.PIPE, text=True
+        )
         for name in ("replay", "stream-publish", "stream-consume", "metrics", "dagster-dev")
     }
     for name, process in started.items():
+        assert process.stdout.readline() == "ready\n"  # SIGTERM is its default by now
         (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
         # Reaped at once, as init reaps a daemonized process: a zombie would still answer `kill -0`.
         threading.Thread(target=process.wait, daemon=True).start()
     # Someone else's processes whose command lines look like ours (the old `pkill -f` ended these).
     lookalikes = [
-        subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 60'])
+        subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 600'])
         for title in (
             "mlops replay --start 2013-04-01",
             "mlops stream consume",
