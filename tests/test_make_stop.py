@@ -32,7 +32,10 @@ def test_make_stop_ends_what_make_year_started_and_spares_lookalikes(tmp_path: P
     # may have inherited SIGTERM ignored (a `make year` shell never does).
     started = {
         name: subprocess.Popen(
-            [sys.executable, "-c", TERMINABLE_SLEEP], start_new_session=True, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", TERMINABLE_SLEEP],
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for name in ("replay", "stream-publish", "stream-consume", "metrics", "dagster-dev")
     }
