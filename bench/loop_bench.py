@@ -500,6 +500,7 @@ def replay(
     champion_window: tuple[str, str],
     cache: Path | None,
     oracle_every: int | None = None,
+    oracle_days: int = ORACLE_WINDOW_DAYS,
 ) -> Replay:
     import pandas as pd
 
@@ -533,7 +534,7 @@ def replay(
     versions: dict[str, list[str]] = {p: [] for p in POLICIES}
     for day in days_between(first, last):
         if day in starts:
-            window = new_window(day - dt.timedelta(days=1), ORACLE_WINDOW_DAYS)
+            window = new_window(day - dt.timedelta(days=1), oracle_days)
             oracle = trainer(window)
         part = flights[flights["_day"] == day]
         t0 = time.perf_counter()

@@ -33,8 +33,9 @@ def test_replay_serves_every_day_with_three_policies_and_the_loop_retrains(bench
     rules = loop_bench.Rules("test", policy, min_auc_gain=-1.0, ece_tolerance=1.0)
     first, last = dt.date(2013, 1, 11), dt.date.fromisoformat(TRAINING_WINDOW[1])
     result = loop_bench.replay(
-        data, first, last, rules, budget, ("2013-01-01", "2013-01-10"), cache=None, oracle_every=4
-    )
+        data, first, last, rules, budget, ("2013-01-01", "2013-01-10"), cache=None, oracle_every=4,
+        oracle_days=8,
+    )  # fmt: skip
 
     scores = result.scores
     assert sorted(scores["day"].unique()) == [first + dt.timedelta(days=i) for i in range(11)]

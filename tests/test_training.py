@@ -190,8 +190,12 @@ def trained(training_set_home):
     """The whole training graph once, both families compared: the first model becomes champion."""
     # `auto`: both families are trained and judged on validation (the default trains the trees alone).
     resources = training_resources(training_set_home, family="auto")
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
     result = run_training(resources, ops=RELAXED_FLOOR)
     assert result.success
+    # The local Ray Tune run gives the process back its RAY_AUTH_MODE (Ray's ray.init() sets it to token,
+    # and a later driver joining `mlops cluster`'s Ray would have every trial cancelled).
+    assert os.environ.get("RAY_AUTH_MODE") == auth_mode
     return training_set_home, resources, result
 
 

@@ -8,6 +8,7 @@ runs more trials at once than the machine holds.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,7 @@ def run_tuning(
     resources = compute.trial_resources()
     device = "cuda" if resources["gpu"] else "cpu"
     started_ray = not ray.is_initialized()
+    auth_mode = os.environ.get(RAY_AUTH_MODE_ENV)
     if started_ray:
         ray.init(**compute.ray_init_kwargs())
     try:
@@ -180,7 +182,21 @@ def run_tuning(
     finally:
         if started_ray:
             ray.shutdown()
+            _restore_env(RAY_AUTH_MODE_ENV, auth_mode)
     return _outcome(grid, wall, parallelism)
+
+
+# Ray 2.60's local `ray.init()` sets RAY_AUTH_MODE=token in os.environ and leaves it there: a later driver
+# of the same process joining a cluster started without authentication (`mlops cluster up`) then has
+# every trial cancelled. The process gets back the value it had.
+RAY_AUTH_MODE_ENV = "RAY_AUTH_MODE"
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _outcome(grid, wall: float, parallelism: int) -> TuningOutcome:
