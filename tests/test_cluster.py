@@ -310,11 +310,32 @@ def tune(home: Path, compute, log_lines: list[str]):
     )
 
 
+def tune_in_a_fresh_process(home: Path, address: str):
+    """The cluster's driver in a new interpreter. A process that has run a local Ray before (an earlier
+    module on this pytest worker) keeps Ray's token authentication, and a driver with it has every trial
+    cancelled on this cluster, which runs without authentication (a `dagster` step process is new too)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_tune_on_cluster, str(home), address).result(timeout=600)
+
+
+def _tune_on_cluster(home: str, address: str):
+    import os
+
+    from mlops_assets.resources.compute import ComputeResource
+
+    for name in [n for n in os.environ if n.startswith("RAY_AUTH")]:
+        del os.environ[name]
+    lines: list[str] = []
+    return tune(Path(home), ComputeResource(ray_address=address), lines), lines
+
+
 def test_tuning_on_the_ray_cluster_uses_both_nodes_and_equals_the_local_run(ray_cluster, training_set_home):
     from mlops_assets.resources.compute import ComputeResource
 
-    on_cluster: list[str] = []
-    clustered = tune(training_set_home, ComputeResource(ray_address=ray_cluster.address), on_cluster)
+    clustered, on_cluster = tune_in_a_fresh_process(training_set_home, ray_cluster.address)
     local = tune(training_set_home, ComputeResource(num_cpus=2), [])
     nodes = {t["node"] for t in clustered.trials}
     assert len(nodes) == 2, f"all trials ran on {nodes}"
